@@ -1,0 +1,1 @@
+"""The domain: embedding, instruction selection, prompt composition. No FastAPI here."""

@@ -1,0 +1,116 @@
+"""Writes that touch the vector cache: SQL commits first, then the cache is updated,
+both under the index manager's writer lock, so a snapshot never sees one without the
+other. Embeddings are computed before the lock: no one waits on the model for it."""
+
+from __future__ import annotations
+
+import uuid
+
+from personalization.embedder import Embedder
+from store.index_manager import IndexManager
+from store.instructions import (
+    COLLECTION,
+    ROLE_CONDITION,
+    ROLE_TEXT,
+    InstructionChanges,
+    InstructionEmbeddings,
+    InstructionRepository,
+)
+from store.models import Instruction, InstructionSource, InstructionStatus
+from store.scope import TenantScope, UserScope
+from store.users import UserRepository
+from store.vector_index import Vector, decode_vector, encode_vector
+
+
+class ProfileWriter:
+    def __init__(
+        self,
+        embedder: Embedder,
+        instructions: InstructionRepository,
+        users: UserRepository,
+        index: IndexManager,
+    ) -> None:
+        self._embedder = embedder
+        self._instructions = instructions
+        self._users = users
+        self._index = index
+
+    def _embed(self, text: str, applies_when: str | None) -> InstructionEmbeddings:
+        texts = [text] if not applies_when else [text, applies_when]
+        vectors = self._embedder.embed(texts)
+        return InstructionEmbeddings(
+            model=self._embedder.model_id,
+            dim=self._embedder.dim,
+            text=encode_vector(vectors[0]),
+            condition=encode_vector(vectors[1]) if applies_when else None,
+        )
+
+    def _mirror(self, row: Instruction) -> None:
+        """Make the cache hold exactly this version's vectors, or none if inactive."""
+        cache = self._index.cache
+        if row.status != InstructionStatus.active or row.embedding_model != self._embedder.model_id:
+            return
+        vectors: list[tuple[int, Vector]] = [
+            (ROLE_TEXT, decode_vector(row.text_embedding, row.embedding_dim))
+        ]
+        if row.condition_embedding is not None:
+            vectors.append(
+                (ROLE_CONDITION, decode_vector(row.condition_embedding, row.embedding_dim))
+            )
+        cache.put(row.user_id, COLLECTION, row.id, vectors)
+
+    def create_instruction(
+        self,
+        scope: UserScope,
+        *,
+        text: str,
+        applies_when: str | None,
+        always_on: bool,
+        source: InstructionSource,
+    ) -> Instruction:
+        self._index.require_ready()
+        embeddings = self._embed(text, applies_when)
+        with self._index.write_lock:
+            row = self._instructions.create(
+                scope, text=text, applies_when=applies_when, always_on=always_on,
+                source=source, embeddings=embeddings,
+            )
+            self._mirror(row)
+            self._index.mark_dirty()
+        return row
+
+    def update_instruction(
+        self, scope: UserScope, instruction_id: uuid.UUID, changes: InstructionChanges
+    ) -> Instruction:
+        self._index.require_ready()
+        embeddings: InstructionEmbeddings | None = None
+        if changes.text is not None or changes.applies_when is not None:
+            current = self._instructions.get(scope, instruction_id)
+            text = changes.text if changes.text is not None else current.text
+            applies = (
+                current.applies_when if changes.applies_when is None else changes.applies_when
+            )
+            embeddings = self._embed(text, applies or None)
+        with self._index.write_lock:
+            old, new = self._instructions.update(scope, instruction_id, changes, embeddings)
+            self._index.cache.remove(old.user_id, COLLECTION, old.id)
+            self._mirror(new)
+            self._index.mark_dirty()
+        return new
+
+    def delete_instruction(self, scope: UserScope, instruction_id: uuid.UUID) -> None:
+        self._index.require_ready()
+        with self._index.write_lock:
+            row = self._instructions.delete(scope, instruction_id)
+            self._index.cache.remove(row.user_id, COLLECTION, row.id)
+            self._index.mark_dirty()
+
+    def delete_user(self, scope: TenantScope, external_id: str) -> None:
+        """Rows (by cascade), cache entries, and the on-disk snapshot all lose the user
+        before this returns: the snapshot is rewritten without them."""
+        self._index.require_ready()
+        with self._index.write_lock:
+            user_id = self._users.delete(scope, external_id)
+            self._index.cache.drop_user(user_id)
+            self._index.mark_dirty()
+            self._index.snapshot(force=True)

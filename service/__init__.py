@@ -1,0 +1,1 @@
+"""HTTP edge: parse, call the domain, render. No business logic lives here."""

@@ -1,0 +1,53 @@
+"""The app factory. Ports are built once in the lifespan; the vector index loads in the
+background while /readyz answers 503."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from personalization.embedder import Embedder
+from service.errors import install_error_handlers
+from service.limits import BodySizeLimit
+from service.ports import build_ports
+from service.routes import context, health, instructions, tenants, users
+from service.settings import Settings
+
+DESCRIPTION = """
+Tailor keeps a profile for each end user of your app and returns, on every chat turn,
+the part of it that applies, composed as a marked data block for the model's context.
+
+Authenticate with `Authorization: Bearer <API key>`. Create a tenant and its first key
+with `tailor bootstrap --name <app>` (or `POST /v1/tenants` with the admin token).
+Errors always have the shape `{"error": {"code": ..., "message": ...}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logging.basicConfig(level=settings.log_level.upper())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ports = build_ports(settings, embedder)
+        app.state.ports = ports
+        ports.start()
+        try:
+            yield
+        finally:
+            ports.stop()
+
+    app = FastAPI(
+        title="Tailor",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in (health.router, tenants.router, users.router, instructions.router, context.router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

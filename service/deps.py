@@ -1,0 +1,119 @@
+"""Annotated dependency aliases: route signatures stay short and typed."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from personalization.context import ContextBuilder
+from personalization.profile_writes import ProfileWriter
+from service.ports import Ports
+from service.settings import Settings
+from store.errors import Forbidden, Unauthorized
+from store.index_manager import IndexManager
+from store.instructions import InstructionRepository
+from store.keys import KeyRepository
+from store.scope import TenantScope, UserScope
+from store.users import UserRepository
+
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
+
+_bearer = HTTPBearer(auto_error=False, description="Tailor API key: `Bearer tlr_...`")
+
+
+def get_ports(request: Request) -> Ports:
+    ports: Ports = request.app.state.ports
+    return ports
+
+
+PortsDep = Annotated[Ports, Depends(get_ports)]
+
+
+def _settings(ports: PortsDep) -> Settings:
+    return ports.settings
+
+
+def _keys(ports: PortsDep) -> KeyRepository:
+    return ports.keys
+
+
+def _users(ports: PortsDep) -> UserRepository:
+    return ports.users
+
+
+def _instructions(ports: PortsDep) -> InstructionRepository:
+    return ports.instructions
+
+
+def _writer(ports: PortsDep) -> ProfileWriter:
+    return ports.writer
+
+
+def _context(ports: PortsDep) -> ContextBuilder:
+    return ports.context
+
+
+def _index(ports: PortsDep) -> IndexManager:
+    return ports.index
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+KeysDep = Annotated[KeyRepository, Depends(_keys)]
+UsersDep = Annotated[UserRepository, Depends(_users)]
+InstructionsDep = Annotated[InstructionRepository, Depends(_instructions)]
+WriterDep = Annotated[ProfileWriter, Depends(_writer)]
+ContextDep = Annotated[ContextBuilder, Depends(_context)]
+IndexDep = Annotated[IndexManager, Depends(_index)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def get_scope(keys: KeysDep, credentials: Credentials) -> TenantScope:
+    if credentials is None:
+        raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
+    return keys.authenticate(credentials.credentials)
+
+
+ScopeDep = Annotated[TenantScope, Depends(get_scope)]
+
+
+def tenant_wide(scope: ScopeDep) -> TenantScope:
+    if scope.bound_user_id is not None:
+        raise Forbidden("this key is bound to one user", code="user_bound_key")
+    return scope
+
+
+TenantWideScopeDep = Annotated[TenantScope, Depends(tenant_wide)]
+
+UserIdPath = Annotated[
+    str,
+    Path(
+        pattern=USER_ID_PATTERN,
+        description="the app's own id for the end user",
+        examples=["user-42"],
+    ),
+]
+
+
+def get_user_scope(scope: ScopeDep, users: UsersDep, user_id: UserIdPath) -> UserScope:
+    return users.resolve(scope, user_id)
+
+
+UserScopeDep = Annotated[UserScope, Depends(get_user_scope)]
+
+
+def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
+    token = settings.admin_token
+    if token is None:
+        raise Forbidden(
+            "tenant creation over HTTP is disabled; set TAILOR_ADMIN_TOKEN or use `tailor bootstrap`",
+            code="admin_disabled",
+        )
+    presented = credentials.credentials if credentials else ""
+    if not hmac.compare_digest(presented.encode(), token.get_secret_value().encode()):
+        raise Unauthorized("admin token required", code="invalid_admin_token")
+
+
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from personalization.context import ChatMessage, ContextOptions
+from service.deps import ContextDep, SettingsDep, UserScopeDep
+from service.schemas import (
+    AppliedInstruction,
+    ContextRequest,
+    ContextResponse,
+    EmbedderInfo,
+    ErrorResponse,
+    OmittedInstruction,
+    SystemMessage,
+)
+
+router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
+
+
+@router.post(
+    "/context",
+    response_model=ContextResponse,
+    summary="The profile that applies to this chat turn, ready to add to the model's context",
+    responses={
+        401: {"model": ErrorResponse},
+        404: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
+)
+def turn_context(
+    body: ContextRequest, scope: UserScopeDep, builder: ContextDep, settings: SettingsDep
+) -> ContextResponse:
+    options = ContextOptions(
+        threshold=body.threshold if body.threshold is not None else settings.selection_threshold,
+        top_k=body.top_k or settings.selection_top_k,
+        token_budget=body.token_budget or settings.token_budget,
+    )
+    messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
+    turn = builder.build(scope, messages, options)
+    return ContextResponse(
+        user_id=scope.external_id,
+        instructions=[
+            AppliedInstruction(
+                id=s.instruction.instruction_id,
+                version=s.instruction.version,
+                text=s.instruction.text,
+                applies_when=s.instruction.applies_when,
+                always_on=s.instruction.always_on,
+                score=round(s.score, 4),
+                reason=s.reason.value,
+            )
+            for s in turn.selection.selected
+        ],
+        omitted=[
+            OmittedInstruction(
+                id=o.instruction.instruction_id,
+                version=o.instruction.version,
+                score=round(o.score, 4),
+                reason=o.reason.value,
+            )
+            for o in turn.selection.omitted
+        ],
+        system_message=SystemMessage(content=turn.system_message) if turn.system_message else None,
+        token_estimate=turn.selection.tokens,
+        embedder=EmbedderInfo(model=builder.embedder_id, dim=builder.embedder_dim),
+    )

@@ -1,0 +1,92 @@
+"""Tenants (admin token) and API keys (tenant-wide key)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from service.deps import AdminDep, KeysDep, TenantWideScopeDep
+from service.schemas import (
+    ErrorResponse,
+    KeyCreate,
+    KeyCreated,
+    KeyPublic,
+    TenantCreate,
+    TenantCreated,
+    TenantPublic,
+)
+from store.errors import InvalidInput
+from store.keys import IssuedKey
+from store.models import ApiKey
+
+router = APIRouter(prefix="/v1", responses={401: {"model": ErrorResponse}})
+
+
+def key_public(key: ApiKey, external_user_id: str | None) -> KeyPublic:
+    return KeyPublic(
+        id=key.id,
+        name=key.name,
+        prefix=key.prefix,
+        user_id=external_user_id,
+        created_at=key.created_at,
+        expires_at=key.expires_at,
+        revoked_at=key.revoked_at,
+        last_used_at=key.last_used_at,
+    )
+
+
+def key_created(issued: IssuedKey, external_user_id: str | None) -> KeyCreated:
+    return KeyCreated(
+        **key_public(issued.key, external_user_id).model_dump(), key=issued.secret
+    )
+
+
+@router.post(
+    "/tenants",
+    status_code=201,
+    response_model=TenantCreated,
+    tags=["admin"],
+    summary="Create a tenant and its first API key (admin token)",
+    responses={403: {"model": ErrorResponse}},
+)
+def create_tenant(body: TenantCreate, keys: KeysDep, _admin: AdminDep) -> TenantCreated:
+    tenant, issued = keys.create_tenant(body.name)
+    return TenantCreated(
+        tenant=TenantPublic(id=tenant.id, name=tenant.name, created_at=tenant.created_at),
+        api_key=key_created(issued, None),
+    )
+
+
+@router.post(
+    "/keys",
+    status_code=201,
+    response_model=KeyCreated,
+    tags=["keys"],
+    summary="Issue an API key, optionally bound to one end user; the secret is shown once",
+    responses={403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+)
+def create_key(body: KeyCreate, scope: TenantWideScopeDep, keys: KeysDep) -> KeyCreated:
+    if body.expires_at is not None and body.expires_at.tzinfo is None:
+        raise InvalidInput("expires_at must carry a timezone", code="naive_datetime")
+    issued = keys.issue(
+        scope, name=body.name, external_user_id=body.user_id, expires_at=body.expires_at
+    )
+    return key_created(issued, body.user_id)
+
+
+@router.get("/keys", response_model=list[KeyPublic], tags=["keys"], summary="List the tenant's keys")
+def list_keys(scope: TenantWideScopeDep, keys: KeysDep) -> list[KeyPublic]:
+    return [key_public(key, external) for key, external in keys.list(scope)]
+
+
+@router.delete(
+    "/keys/{key_id}",
+    status_code=204,
+    tags=["keys"],
+    summary="Revoke a key (takes effect on the next request)",
+    responses={404: {"model": ErrorResponse}},
+)
+def revoke_key(key_id: uuid.UUID, scope: TenantWideScopeDep, keys: KeysDep) -> Response:
+    keys.revoke(scope, key_id)
+    return Response(status_code=204)

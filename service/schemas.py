@@ -1,0 +1,276 @@
+"""Request and response bodies. Requests forbid unknown fields; every bound (lengths,
+counts, ranges) is declared here so it also appears in the OpenAPI document."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from personalization.text import clean_profile_text
+from service.deps import USER_ID_PATTERN
+
+MAX_INSTRUCTION_CHARS = 1000
+MAX_CONDITION_CHARS = 500
+MAX_MESSAGES = 200
+MAX_MESSAGE_CHARS = 32_000
+
+
+def _instruction_text(value: str) -> str:
+    return clean_profile_text(value, max_chars=MAX_INSTRUCTION_CHARS)
+
+
+def _condition_text(value: str) -> str:
+    return clean_profile_text(value, max_chars=MAX_CONDITION_CHARS)
+
+
+def _condition_or_clear(value: str) -> str:
+    return "" if not value.strip() else _condition_text(value)
+
+
+InstructionText = Annotated[
+    str,
+    Field(max_length=MAX_INSTRUCTION_CHARS * 2, examples=["Format plans as bullet points."]),
+    AfterValidator(_instruction_text),
+]
+ConditionText = Annotated[
+    str,
+    Field(max_length=MAX_CONDITION_CHARS * 2, examples=["when I ask for a plan or itinerary"]),
+    AfterValidator(_condition_text),
+]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+# --- tenants and keys --------------------------------------------------------------
+
+
+class TenantCreate(Request):
+    name: str = Field(min_length=1, max_length=200, examples=["acme-notes"])
+
+
+class TenantPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    created_at: datetime
+
+
+class KeyCreate(Request):
+    name: str = Field("", max_length=200, examples=["ios-app alice"])
+    user_id: str | None = Field(
+        None,
+        pattern=USER_ID_PATTERN,
+        description="bind the key to this end user: it can then touch only that profile",
+    )
+    expires_at: datetime | None = Field(None, description="aware ISO-8601 time; none = no expiry")
+
+
+class KeyPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    prefix: str = Field(description="the key's first characters, to recognise it")
+    user_id: str | None = Field(description="end user the key is bound to, if any")
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="the secret; shown only in this response")
+
+
+class TenantCreated(BaseModel):
+    tenant: TenantPublic
+    api_key: KeyCreated
+
+
+# --- users ---------------------------------------------------------------------------
+
+
+class UserCreate(Request):
+    id: str = Field(pattern=USER_ID_PATTERN, examples=["user-42"])
+
+
+class UserPublic(BaseModel):
+    id: str = Field(description="the app's id for the end user")
+    created_at: datetime
+
+
+class UserList(BaseModel):
+    items: list[UserPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- standing instructions ------------------------------------------------------------
+
+
+class InstructionCreate(Request):
+    text: InstructionText
+    applies_when: ConditionText | None = Field(
+        None, description="the situation it applies to; omit for an always-on or general one"
+    )
+    always_on: bool = Field(False, description="apply to every turn, whatever it is about")
+    source: Literal["user", "app"] = Field(
+        "app", description="who stated it: the end user, or the app on their behalf"
+    )
+
+
+class InstructionUpdate(Request):
+    text: InstructionText | None = None
+    applies_when: (
+        Annotated[
+            str,
+            Field(max_length=MAX_CONDITION_CHARS * 2),
+            AfterValidator(_condition_or_clear),
+        ]
+        | None
+    ) = Field(None, description='new condition; "" removes it')
+    always_on: bool | None = None
+    status: Literal["active", "disabled"] | None = None
+
+
+class InstructionPublic(BaseModel):
+    id: uuid.UUID
+    version: int
+    text: str
+    applies_when: str | None
+    always_on: bool
+    status: str
+    source: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class InstructionVersion(BaseModel):
+    version_id: uuid.UUID
+    version: int
+    text: str
+    applies_when: str | None
+    always_on: bool
+    status: str
+    valid_from: datetime
+    valid_to: datetime | None
+    superseded_by: uuid.UUID | None
+
+
+class InstructionList(BaseModel):
+    items: list[InstructionPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class InstructionHistory(BaseModel):
+    id: uuid.UUID
+    versions: list[InstructionVersion]
+
+
+# --- per-turn context -------------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(max_length=64)
+    text: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
+
+
+class ChatMessageIn(BaseModel):
+    """An OpenAI chat message; only text content is read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[ContentPart], Field(max_length=64)]
+        | None
+    ) = None
+    name: str | None = Field(None, max_length=128)
+    tool_call_id: str | None = Field(None, max_length=128)
+    tool_calls: list[dict[str, Any]] | None = Field(None, max_length=64)
+    refusal: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(part.text for part in self.content if part.text)
+
+
+class ContextRequest(Request):
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=MAX_MESSAGES)
+    top_k: int | None = Field(None, ge=1, le=50, description="max conditional instructions")
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="cosine needed to apply")
+    token_budget: int | None = Field(None, ge=16, le=8000, description="approx tokens of profile")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"messages": [{"role": "user", "content": "Plan a 3-day trip to Rome for me."}]}
+            ]
+        },
+    )
+
+
+class AppliedInstruction(BaseModel):
+    id: uuid.UUID
+    version: int
+    text: str
+    applies_when: str | None
+    always_on: bool
+    score: float = Field(description="1.0 for always-on; else cosine to the turn")
+    reason: Literal["always_on", "matched_condition", "matched_text"]
+
+
+class OmittedInstruction(BaseModel):
+    id: uuid.UUID
+    version: int
+    score: float
+    reason: Literal["token_budget", "top_k"]
+
+
+class SystemMessage(BaseModel):
+    role: Literal["system"] = "system"
+    content: str
+
+
+class EmbedderInfo(BaseModel):
+    model: str
+    dim: int
+
+
+class ContextResponse(BaseModel):
+    user_id: str
+    instructions: list[AppliedInstruction]
+    omitted: list[OmittedInstruction]
+    system_message: SystemMessage | None = Field(
+        description="add after the app's own system prompt; null when nothing applies"
+    )
+    token_estimate: int
+    embedder: EmbedderInfo
+
+
+class Health(BaseModel):
+    status: str
+    index: str | None = None
+    vectors: int | None = None

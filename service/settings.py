@@ -1,0 +1,51 @@
+"""All configuration, from environment variables prefixed TAILOR_ (or a .env file).
+The defaults run the embedded mode: SQLite + in-process FAISS + packaged models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAILOR_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = Field(
+        "development", description="production refuses weak admin tokens"
+    )
+    data_dir: Path = Field(Path("./data"), description="SQLite file and index snapshots")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/tailor.db"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    admin_token: SecretStr | None = Field(
+        None, description="enables POST /v1/tenants; unset means tenants come from the CLI only"
+    )
+    embedder_device: str = Field("cpu", description="torch device for the embedder")
+    selection_threshold: float = Field(
+        0.35, ge=0.0, le=1.0, description="cosine a conditional instruction needs to apply"
+    )
+    selection_top_k: int = Field(10, ge=1, le=50, description="conditional instructions per turn")
+    token_budget: int = Field(600, ge=16, le=8000, description="approx tokens of profile per turn")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
+    snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _secure_outside_development(self) -> Settings:
+        if self.environment == "production" and self.admin_token is not None:
+            if len(self.admin_token.get_secret_value()) < 32:
+                raise ValueError("TAILOR_ADMIN_TOKEN must be at least 32 characters in production")
+        return self
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'tailor.db').resolve()}"
+
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.data_dir / "index"

@@ -1,0 +1,38 @@
+"""Domain errors. Each carries a stable machine-readable code; service/errors.py maps
+them to HTTP statuses in one table."""
+
+from __future__ import annotations
+
+
+class TailorError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class NotFound(TailorError):
+    code = "not_found"
+
+
+class Conflict(TailorError):
+    code = "conflict"
+
+
+class Forbidden(TailorError):
+    code = "forbidden"
+
+
+class Unauthorized(TailorError):
+    code = "invalid_api_key"
+
+
+class NotReady(TailorError):
+    code = "not_ready"
+
+
+class InvalidInput(TailorError):
+    code = "invalid_input"

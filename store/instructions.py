@@ -1,0 +1,280 @@
+"""Standing instructions, versioned: an update writes a new row and closes the old
+one, a delete closes the current row with status `deleted`. Nothing is destroyed
+except by deleting the user."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from store.changes import record_change
+from store.clock import utcnow
+from store.errors import Conflict, NotFound
+from store.models import Instruction, InstructionSource, InstructionStatus
+from store.scope import UserScope
+from store.vector_index import Entry, decode_vector
+
+_NOT_FOUND = "no such instruction"
+COLLECTION = "instruction"
+ROLE_TEXT = 0
+ROLE_CONDITION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class InstructionEmbeddings:
+    """Float32 bytes of the text's embedding and, when there is one, the condition's."""
+
+    model: str
+    dim: int
+    text: bytes
+    condition: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveInstruction:
+    """The fields selection and composition need, keyed by the version row id."""
+
+    row_id: uuid.UUID
+    instruction_id: uuid.UUID
+    version: int
+    text: str
+    applies_when: str | None
+    always_on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InstructionChanges:
+    """Fields an update may set; None means unchanged (applies_when is cleared with "")."""
+
+    text: str | None = None
+    applies_when: str | None = None
+    always_on: bool | None = None
+    status: InstructionStatus | None = None
+
+
+def _in_scope(scope: UserScope) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+    return (col(Instruction.tenant_id) == scope.tenant_id, col(Instruction.user_id) == scope.user_id)
+
+
+def _current(instruction_id: uuid.UUID) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        col(Instruction.instruction_id) == instruction_id,
+        col(Instruction.valid_to).is_(None),
+        col(Instruction.status) != InstructionStatus.deleted,
+    )
+
+
+class InstructionRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(
+        self,
+        scope: UserScope,
+        *,
+        text: str,
+        applies_when: str | None,
+        always_on: bool,
+        source: InstructionSource,
+        embeddings: InstructionEmbeddings,
+    ) -> Instruction:
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = Instruction(
+                instruction_id=uuid.uuid4(),
+                tenant_id=scope.tenant_id,
+                user_id=scope.user_id,
+                text=text,
+                applies_when=applies_when,
+                always_on=always_on,
+                source=source,
+                created_by_key=scope.key_id,
+                embedding_model=embeddings.model,
+                embedding_dim=embeddings.dim,
+                text_embedding=embeddings.text,
+                condition_embedding=embeddings.condition,
+            )
+            session.add(row)
+            record_change(
+                session, tenant_id=scope.tenant_id, user_id=scope.user_id, key_id=scope.key_id,
+                entity="instruction", entity_id=row.instruction_id, action="created", version=1,
+            )
+            session.commit()
+            return row
+
+    def get(self, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
+        with Session(self._engine) as session:
+            row = session.exec(
+                select(Instruction).where(*_in_scope(scope), *_current(instruction_id))
+            ).first()
+            if row is None:
+                raise NotFound(_NOT_FOUND, code="instruction_not_found")
+            return row
+
+    def list(
+        self,
+        scope: UserScope,
+        *,
+        status: InstructionStatus | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[Instruction], int]:
+        conditions = [*_in_scope(scope), col(Instruction.valid_to).is_(None)]
+        if status is None:
+            conditions.append(col(Instruction.status) != InstructionStatus.deleted)
+        else:
+            conditions.append(col(Instruction.status) == status)
+        with Session(self._engine) as session:
+            total = session.exec(
+                select(sa.func.count()).select_from(Instruction).where(*conditions)
+            ).one()
+            rows = session.exec(
+                select(Instruction)
+                .where(*conditions)
+                .order_by(col(Instruction.created_at), col(Instruction.instruction_id))
+                .offset(offset)
+                .limit(limit)
+            ).all()
+            return list(rows), int(total)
+
+    def active(self, scope: UserScope) -> list[ActiveInstruction]:
+        """Every instruction that can apply to a turn, oldest first, without embeddings
+        (a turn reads this for every request; the vectors are in the cache)."""
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(
+                    Instruction.id, Instruction.instruction_id, Instruction.version,
+                    Instruction.text, Instruction.applies_when, Instruction.always_on,
+                )
+                .where(
+                    *_in_scope(scope),
+                    col(Instruction.valid_to).is_(None),
+                    col(Instruction.status) == InstructionStatus.active,
+                )
+                .order_by(col(Instruction.created_at), col(Instruction.instruction_id))
+            ).all()
+            return [ActiveInstruction(*row) for row in rows]
+
+    def update(
+        self,
+        scope: UserScope,
+        instruction_id: uuid.UUID,
+        changes: InstructionChanges,
+        embeddings: InstructionEmbeddings | None,
+    ) -> tuple[Instruction, Instruction]:
+        """Write the next version; returns (old, new). Re-embedding is the caller's job,
+        done before this call so the transaction holds no model time."""
+        now = utcnow()
+        with Session(self._engine, expire_on_commit=False) as session:
+            old = session.exec(
+                select(Instruction).where(*_in_scope(scope), *_current(instruction_id))
+            ).first()
+            if old is None:
+                raise NotFound(_NOT_FOUND, code="instruction_not_found")
+            new = Instruction(
+                instruction_id=old.instruction_id,
+                version=old.version + 1,
+                tenant_id=old.tenant_id,
+                user_id=old.user_id,
+                text=changes.text if changes.text is not None else old.text,
+                applies_when=(
+                    old.applies_when if changes.applies_when is None else (changes.applies_when or None)
+                ),
+                always_on=old.always_on if changes.always_on is None else changes.always_on,
+                status=old.status if changes.status is None else changes.status,
+                source=old.source,
+                created_by_key=scope.key_id,
+                embedding_model=embeddings.model if embeddings else old.embedding_model,
+                embedding_dim=embeddings.dim if embeddings else old.embedding_dim,
+                text_embedding=embeddings.text if embeddings else old.text_embedding,
+                condition_embedding=embeddings.condition if embeddings else old.condition_embedding,
+                created_at=old.created_at,
+                valid_from=now,
+            )
+            old.valid_to = now
+            old.superseded_by = new.id
+            session.add(old)
+            session.add(new)
+            record_change(
+                session, tenant_id=scope.tenant_id, user_id=scope.user_id, key_id=scope.key_id,
+                entity="instruction", entity_id=instruction_id, action="updated",
+                version=new.version,
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                raise Conflict(
+                    "the instruction was changed concurrently; read it and retry",
+                    code="concurrent_update",
+                ) from None
+            return old, new
+
+    def delete(self, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = session.exec(
+                select(Instruction).where(*_in_scope(scope), *_current(instruction_id))
+            ).first()
+            if row is None:
+                raise NotFound(_NOT_FOUND, code="instruction_not_found")
+            row.status = InstructionStatus.deleted
+            row.valid_to = utcnow()
+            session.add(row)
+            record_change(
+                session, tenant_id=scope.tenant_id, user_id=scope.user_id, key_id=scope.key_id,
+                entity="instruction", entity_id=instruction_id, action="deleted",
+                version=row.version,
+            )
+            session.commit()
+            return row
+
+    def history(self, scope: UserScope, instruction_id: uuid.UUID) -> list[Instruction]:
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(Instruction)
+                .where(*_in_scope(scope), col(Instruction.instruction_id) == instruction_id)
+                .order_by(col(Instruction.version))
+            ).all()
+            if not rows:
+                raise NotFound(_NOT_FOUND, code="instruction_not_found")
+            return list(rows)
+
+    # -- index maintenance (system level: no request reaches these) -----------------
+
+    collection = COLLECTION
+
+    def entries(self, user_ids: set[uuid.UUID] | None, *, model: str) -> Iterator[Entry]:
+        """Vectors of every active row (of the given users) embedded by `model`."""
+        query = select(
+            Instruction.user_id, Instruction.id, Instruction.embedding_dim,
+            Instruction.text_embedding, Instruction.condition_embedding,
+        ).where(*_active_with(model))
+        if user_ids is not None:
+            query = query.where(col(Instruction.user_id).in_(user_ids))
+        with Session(self._engine) as session:
+            for user_id, row_id, dim, text, condition in session.exec(query):
+                yield Entry(user_id, COLLECTION, row_id, ROLE_TEXT, decode_vector(text, dim))
+                if condition is not None:
+                    yield Entry(
+                        user_id, COLLECTION, row_id, ROLE_CONDITION, decode_vector(condition, dim)
+                    )
+
+    def count_rows(self, *, model: str) -> int:
+        with Session(self._engine) as session:
+            value = session.exec(
+                select(sa.func.count()).select_from(Instruction).where(*_active_with(model))
+            ).one()
+            return int(value)
+
+
+def _active_with(model: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        col(Instruction.valid_to).is_(None),
+        col(Instruction.status) == InstructionStatus.active,
+        col(Instruction.embedding_model) == model,
+    )

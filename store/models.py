@@ -1,0 +1,147 @@
+"""SQLModel tables. UUID primary keys everywhere an id leaves the process; the change
+log's integer sequence is internal (it orders replays, it is never exposed as an id)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+from store.clock import utcnow
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stores aware UTC datetimes; SQLite drops tzinfo, so it is put back on read."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; Postgres wants BIGINT.
+BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class InstructionStatus(StrEnum):
+    active = "active"
+    disabled = "disabled"
+    deleted = "deleted"
+
+
+class InstructionSource(StrEnum):
+    user = "user"
+    app = "app"
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenant"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ApiKey(SQLModel, table=True):
+    """Only a hash of the secret is stored; the prefix finds the row, the hash proves it."""
+
+    __tablename__ = "api_key"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
+    user_id: uuid.UUID | None = Field(
+        default=None, foreign_key="app_user.id", index=True, ondelete="CASCADE"
+    )
+    name: str = Field(default="", max_length=200)
+    prefix: str = Field(max_length=32, unique=True, index=True)
+    key_hash: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AppUser(SQLModel, table=True):
+    """An end user of a tenant's app, known to the app by its own external id."""
+
+    __tablename__ = "app_user"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "external_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
+    external_id: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Instruction(SQLModel, table=True):
+    """One version of a standing instruction.
+
+    `instruction_id` is the stable id the API shows; each change writes a new row and
+    closes the old one (valid_to, superseded_by), so history is kept and restorable.
+    The embeddings live on the row: the FAISS index is only a cache of them.
+    """
+
+    __tablename__ = "instruction"
+    __table_args__ = (
+        sa.UniqueConstraint("instruction_id", "version"),
+        sa.Index("ix_instruction_scope_current", "tenant_id", "user_id", "valid_to"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    instruction_id: uuid.UUID = Field(index=True)
+    version: int = 1
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    text: str = Field(max_length=4000)
+    applies_when: str | None = Field(default=None, max_length=4000)
+    always_on: bool = False
+    status: InstructionStatus = Field(default=InstructionStatus.active, sa_type=sa.String(16))
+    source: InstructionSource = Field(default=InstructionSource.app, sa_type=sa.String(16))
+    created_by_key: uuid.UUID | None = None
+    embedding_model: str = Field(max_length=200)
+    embedding_dim: int
+    text_embedding: bytes = Field(sa_type=sa.LargeBinary)
+    condition_embedding: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    valid_from: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    valid_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    superseded_by: uuid.UUID | None = None
+
+
+class ChangeLog(SQLModel, table=True):
+    """Audit trail and replay log in one: every write appends a row in its own
+    transaction, so a snapshot knows exactly which changes it has not seen.
+
+    It holds ids and actions only, never profile text.
+    """
+
+    __tablename__ = "change_log"
+
+    seq: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    tenant_id: uuid.UUID = Field(index=True)
+    user_id: uuid.UUID | None = Field(default=None, index=True)
+    key_id: uuid.UUID | None = None
+    entity: str = Field(max_length=32)
+    entity_id: uuid.UUID
+    action: str = Field(max_length=32)
+    version: int | None = None
+
+
+def as_dict(row: SQLModel) -> dict[str, Any]:
+    return row.model_dump()

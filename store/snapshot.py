@@ -1,0 +1,177 @@
+"""Atomic snapshots of the vector cache.
+
+The data file is written to a temp file, fsynced and renamed; then the manifest
+(which names the data file and its SHA-256) is written the same way, then the folder
+is fsynced. A crash at any point leaves either the old pair or the new pair; torn or
+flipped bytes fail the checksum. Any doubt means: rebuild from SQL."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from store.clock import utcnow
+from store.vector_index import Entry
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class SnapshotInvalid(Exception):
+    """The snapshot cannot be trusted; the reason is logged and SQL is the fallback."""
+
+
+class SnapshotMissing(SnapshotInvalid):
+    """No snapshot yet (a fresh install, or one deleted by hand): not an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    format_version: int
+    embedder_id: str
+    dim: int
+    last_change_seq: int
+    data_file: str
+    sha256: str
+    count: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def write_snapshot(
+    directory: Path, entries: Iterable[Entry], *, embedder_id: str, dim: int, last_change_seq: int
+) -> Manifest:
+    directory.mkdir(parents=True, exist_ok=True)
+    items = list(entries)
+    collections = sorted({e.collection for e in items})
+    code = {name: i for i, name in enumerate(collections)}
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        users=np.array([list(e.user_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
+        rows=np.array([list(e.row_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
+        collections=np.array([code[e.collection] for e in items], dtype=np.int16),
+        collection_names=np.array(collections, dtype=str),
+        roles=np.array([e.role for e in items], dtype=np.int16),
+        vectors=np.array([e.vector for e in items], dtype=np.float32).reshape(-1, dim),
+    )
+    data = buffer.getvalue()
+    data_file = f"index-{last_change_seq}-{uuid.uuid4().hex[:8]}.npz"
+    _atomic_write(directory / data_file, data)
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        embedder_id=embedder_id,
+        dim=dim,
+        last_change_seq=last_change_seq,
+        data_file=data_file,
+        sha256=hashlib.sha256(data).hexdigest(),
+        count=len(items),
+    )
+    body = {
+        "format_version": manifest.format_version,
+        "embedder_id": manifest.embedder_id,
+        "dim": manifest.dim,
+        "last_change_seq": manifest.last_change_seq,
+        "data_file": manifest.data_file,
+        "sha256": manifest.sha256,
+        "count": manifest.count,
+        "created_at": utcnow().isoformat(),
+    }
+    _atomic_write(directory / MANIFEST, json.dumps(body, indent=2).encode())
+    _fsync_dir(directory)
+    for old in directory.glob("index-*.npz"):
+        if old.name != data_file:
+            old.unlink(missing_ok=True)
+    return manifest
+
+
+def read_manifest(directory: Path, *, embedder_id: str, dim: int) -> Manifest:
+    path = directory / MANIFEST
+    if not path.exists():
+        raise SnapshotMissing("no manifest")
+    try:
+        raw = json.loads(path.read_text())
+        manifest = Manifest(
+            format_version=int(raw["format_version"]),
+            embedder_id=str(raw["embedder_id"]),
+            dim=int(raw["dim"]),
+            last_change_seq=int(raw["last_change_seq"]),
+            data_file=str(raw["data_file"]),
+            sha256=str(raw["sha256"]),
+            count=int(raw["count"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SnapshotInvalid(f"unreadable manifest: {exc}") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise SnapshotInvalid(f"format version {manifest.format_version} != {FORMAT_VERSION}")
+    if manifest.embedder_id != embedder_id or manifest.dim != dim:
+        raise SnapshotInvalid(
+            f"snapshot is for embedder {manifest.embedder_id!r} dim {manifest.dim}, "
+            f"running {embedder_id!r} dim {dim}"
+        )
+    if "/" in manifest.data_file or manifest.data_file.startswith("."):
+        raise SnapshotInvalid("manifest names a data file outside the snapshot folder")
+    return manifest
+
+
+def read_snapshot(directory: Path, *, embedder_id: str, dim: int) -> tuple[Manifest, list[Entry]]:
+    manifest = read_manifest(directory, embedder_id=embedder_id, dim=dim)
+    path = directory / manifest.data_file
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SnapshotInvalid(f"data file unreadable: {exc}") from exc
+    if hashlib.sha256(data).hexdigest() != manifest.sha256:
+        raise SnapshotInvalid("data file checksum mismatch")
+    try:
+        entries = list(_decode(data, dim))
+    except (ValueError, KeyError, OSError) as exc:
+        raise SnapshotInvalid(f"data file undecodable: {exc}") from exc
+    if len(entries) != manifest.count:
+        raise SnapshotInvalid(f"data file holds {len(entries)} vectors, manifest says {manifest.count}")
+    return manifest, entries
+
+
+def _decode(data: bytes, dim: int) -> Iterator[Entry]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        users, rows = arrays["users"], arrays["rows"]
+        codes, names = arrays["collections"], [str(n) for n in arrays["collection_names"]]
+        roles, vectors = arrays["roles"], arrays["vectors"]
+        if vectors.ndim != 2 or vectors.shape[1] != dim:
+            raise ValueError(f"vectors have shape {vectors.shape}, expected (n, {dim})")
+        for i in range(vectors.shape[0]):
+            yield Entry(
+                user_id=uuid.UUID(bytes=bytes(users[i])),
+                collection=names[int(codes[i])],
+                row_id=uuid.UUID(bytes=bytes(rows[i])),
+                role=int(roles[i]),
+                vector=vectors[i].astype(np.float32),
+            )
+
+
+def remove_snapshot(directory: Path) -> None:
+    for path in [directory / MANIFEST, *directory.glob("index-*.npz")]:
+        path.unlink(missing_ok=True)

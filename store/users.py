@@ -1,0 +1,100 @@
+"""End users. `resolve` is the gate every per-user route passes: it applies the tenant
+and the key's user binding inside the query, so someone else's user reads as missing."""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, delete, select
+
+from store.changes import record_change
+from store.errors import Conflict, Forbidden, NotFound
+from store.models import AppUser, ChangeLog
+from store.scope import TenantScope, UserScope
+
+_NOT_FOUND = "no such user"
+
+
+def _require_tenant_wide(scope: TenantScope) -> None:
+    if scope.bound_user_id is not None:
+        raise Forbidden("this key is bound to one user", code="user_bound_key")
+
+
+class UserRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _scoped(self, scope: TenantScope, external_id: str) -> sa.Select[tuple[AppUser]]:
+        query = select(AppUser).where(
+            AppUser.tenant_id == scope.tenant_id, AppUser.external_id == external_id
+        )
+        if scope.bound_user_id is not None:
+            query = query.where(AppUser.id == scope.bound_user_id)
+        return query
+
+    def create(self, scope: TenantScope, external_id: str) -> AppUser:
+        _require_tenant_wide(scope)
+        with Session(self._engine, expire_on_commit=False) as session:
+            user = AppUser(tenant_id=scope.tenant_id, external_id=external_id)
+            session.add(user)
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()
+                raise Conflict("a user with this id exists", code="user_exists") from None
+            record_change(
+                session, tenant_id=scope.tenant_id, user_id=user.id, key_id=scope.key_id,
+                entity="user", entity_id=user.id, action="created",
+            )
+            session.commit()
+            return user
+
+    def get(self, scope: TenantScope, external_id: str) -> AppUser:
+        with Session(self._engine) as session:
+            user = session.exec(self._scoped(scope, external_id)).first()
+            if user is None:
+                raise NotFound(_NOT_FOUND, code="user_not_found")
+            return user
+
+    def resolve(self, scope: TenantScope, external_id: str) -> UserScope:
+        user = self.get(scope, external_id)
+        return UserScope(
+            tenant_id=user.tenant_id,
+            user_id=user.id,
+            external_id=user.external_id,
+            key_id=scope.key_id,
+        )
+
+    def list(self, scope: TenantScope, *, limit: int, offset: int) -> tuple[list[AppUser], int]:
+        _require_tenant_wide(scope)
+        with Session(self._engine) as session:
+            where = AppUser.tenant_id == scope.tenant_id
+            total = session.exec(select(sa.func.count()).select_from(AppUser).where(where)).one()
+            users = session.exec(
+                select(AppUser)
+                .where(where)
+                .order_by(col(AppUser.created_at), col(AppUser.id))
+                .offset(offset)
+                .limit(limit)
+            ).all()
+            return list(users), int(total)
+
+    def delete(self, scope: TenantScope, external_id: str) -> uuid.UUID:
+        """Remove the user and, by cascade, everything they own; the change log keeps
+        one tombstone (ids only) so a replay drops the user from every index."""
+        with Session(self._engine) as session:
+            user = session.exec(self._scoped(scope, external_id)).first()
+            if user is None:
+                raise NotFound(_NOT_FOUND, code="user_not_found")
+            user_id = user.id
+            session.delete(user)
+            session.exec(delete(ChangeLog).where(col(ChangeLog.user_id) == user_id))
+            record_change(
+                session, tenant_id=scope.tenant_id, user_id=user_id, key_id=scope.key_id,
+                entity="user", entity_id=user_id, action="deleted",
+            )
+            session.commit()
+            return user_id

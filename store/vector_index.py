@@ -1,0 +1,181 @@
+"""The in-memory vector cache: one exact inner-product FAISS index per (user,
+collection). Per-user exact search, never a shared approximate index with a user filter
+(that loses recall and leaks). It is a cache of SQL and can always be rebuilt from it."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+
+
+def encode_vector(vector: Vector) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def decode_vector(blob: bytes, dim: int) -> Vector:
+    vector = np.frombuffer(blob, dtype="<f4")
+    if vector.shape != (dim,):
+        raise ValueError(f"stored vector has {vector.shape[0]} values, expected {dim}")
+    return vector.astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One vector of one SQL row; a row may have several roles (text, condition)."""
+
+    user_id: uuid.UUID
+    collection: str
+    row_id: uuid.UUID
+    role: int
+    vector: Vector
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    row_id: uuid.UUID
+    role: int
+    score: float
+
+
+@dataclass
+class _UserIndex:
+    dim: int
+    index: faiss.IndexIDMap2 = field(init=False)
+    refs: dict[int, tuple[uuid.UUID, int]] = field(default_factory=dict)
+    by_row: dict[uuid.UUID, list[int]] = field(default_factory=dict)
+    next_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    def add(self, row_id: uuid.UUID, role: int, vector: Vector) -> None:
+        faiss_id = self.next_id
+        self.next_id += 1
+        self.index.add_with_ids(vector.reshape(1, -1), np.array([faiss_id], dtype=np.int64))
+        self.refs[faiss_id] = (row_id, role)
+        self.by_row.setdefault(row_id, []).append(faiss_id)
+
+    def remove(self, row_id: uuid.UUID) -> None:
+        ids = self.by_row.pop(row_id, [])
+        if ids:
+            self.index.remove_ids(np.array(ids, dtype=np.int64))
+            for faiss_id in ids:
+                del self.refs[faiss_id]
+
+
+class VectorCache:
+    """Thread-safe; mutations and reads take one lock (FAISS indexes are not safe to
+    mutate while searched). Exact flat search over a user's few thousand vectors costs
+    microseconds, so one lock is not the bottleneck; the embedder is."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._lock = threading.RLock()
+        self._indexes: dict[tuple[uuid.UUID, str], _UserIndex] = {}
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def _check(self, vector: Vector) -> Vector:
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if vector.shape[0] != self.dim:
+            raise ValueError(f"vector has dimension {vector.shape[0]}, index has {self.dim}")
+        return vector
+
+    def put(
+        self,
+        user_id: uuid.UUID,
+        collection: str,
+        row_id: uuid.UUID,
+        vectors: Iterable[tuple[int, Vector]],
+    ) -> None:
+        """Replace whatever the row had with these (role, vector) pairs."""
+        checked = [(role, self._check(v)) for role, v in vectors]
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            if index is None:
+                index = self._indexes[(user_id, collection)] = _UserIndex(self.dim)
+            index.remove(row_id)
+            for role, vector in checked:
+                index.add(row_id, role, vector)
+
+    def remove(self, user_id: uuid.UUID, collection: str, row_id: uuid.UUID) -> None:
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            if index is not None:
+                index.remove(row_id)
+
+    def drop_user(self, user_id: uuid.UUID) -> None:
+        with self._lock:
+            for key in [k for k in self._indexes if k[0] == user_id]:
+                del self._indexes[key]
+
+    def replace_users(self, user_ids: Iterable[uuid.UUID], entries: Iterable[Entry]) -> None:
+        """Swap these users' indexes for ones built from `entries`, atomically."""
+        fresh = VectorCache(self.dim)
+        fresh.load(entries)
+        with self._lock:
+            for user_id in user_ids:
+                self.drop_user(user_id)
+            self._indexes.update(fresh._indexes)
+
+    def load(self, entries: Iterable[Entry]) -> None:
+        for entry in entries:
+            self.put(entry.user_id, entry.collection, entry.row_id, [(entry.role, entry.vector)])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._indexes.clear()
+
+    def search(
+        self, user_id: uuid.UUID, collection: str, query: Vector, k: int | None = None
+    ) -> list[Hit]:
+        """Exact top-k (all, when k is None) by inner product = cosine on unit vectors."""
+        query = self._check(query).reshape(1, -1)
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            if index is None or index.index.ntotal == 0:
+                return []
+            limit = index.index.ntotal if k is None else min(k, index.index.ntotal)
+            scores, ids = index.index.search(query, limit)
+            return [
+                Hit(row_id=index.refs[int(i)][0], role=index.refs[int(i)][1], score=float(s))
+                for s, i in zip(scores[0], ids[0], strict=True)
+                if i >= 0
+            ]
+
+    def entries(self) -> Iterator[Entry]:
+        """A consistent copy of everything, for snapshots; hold `lock` while iterating."""
+        with self._lock:
+            for (user_id, collection), index in self._indexes.items():
+                for faiss_id, (row_id, role) in index.refs.items():
+                    vector = np.asarray(index.index.reconstruct(faiss_id), dtype=np.float32)
+                    yield Entry(user_id, collection, row_id, role, vector)
+
+    def count(self, collection: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                idx.index.ntotal
+                for (_, coll), idx in self._indexes.items()
+                if collection is None or coll == collection
+            )
+
+    def row_count(self, collection: str) -> int:
+        """Distinct SQL rows mirrored for this collection, across all users."""
+        with self._lock:
+            return sum(
+                len(idx.by_row) for (_, coll), idx in self._indexes.items() if coll == collection
+            )
+
+    def has_user(self, user_id: uuid.UUID) -> bool:
+        with self._lock:
+            return any(uid == user_id and idx.refs for (uid, _), idx in self._indexes.items())

@@ -1,0 +1,43 @@
+"""A deterministic embedder for unit tests of logic: bag of hashed word stems, so texts
+sharing words score higher. Never the only test of a path: the real model has its own."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from personalization.embedder import Vectors
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class HashingEmbedder:
+    def __init__(self, dim: int = 64, model_id: str = "test/hashing-v1") -> None:
+        self._dim = dim
+        self._model_id = model_id
+        self.calls = 0
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.calls += 1
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()):
+                stem = word[:5]
+                digest = hashlib.blake2b(stem.encode(), digest_size=4).digest()
+                out[row, int.from_bytes(digest, "little") % self._dim] += 1.0
+            norm = np.linalg.norm(out[row])
+            out[row] = out[row] / norm if norm else out[row]
+            if not norm:
+                out[row, 0] = 1.0
+        return out
