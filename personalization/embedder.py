@@ -51,7 +51,10 @@ class SentenceTransformerEmbedder:
             str(path or packaged_minilm_path()), device=device, local_files_only=True
         )
         self._model_id = model_id
-        self._dim = int(self._model.get_embedding_dimension())
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise ValueError(f"{model_id} does not report an embedding dimension")
+        self._dim = int(dim)
         # torch releases the GIL while it computes; one call at a time keeps the two
         # cores from fighting over threads when several requests arrive together.
         self._lock = threading.Lock()

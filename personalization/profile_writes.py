@@ -72,8 +72,12 @@ class ProfileWriter:
         embeddings = self._embed(text, applies_when)
         with self._index.write_lock:
             row = self._instructions.create(
-                scope, text=text, applies_when=applies_when, always_on=always_on,
-                source=source, embeddings=embeddings,
+                scope,
+                text=text,
+                applies_when=applies_when,
+                always_on=always_on,
+                source=source,
+                embeddings=embeddings,
             )
             self._mirror(row)
             self._index.mark_dirty()
@@ -87,9 +91,7 @@ class ProfileWriter:
         if changes.text is not None or changes.applies_when is not None:
             current = self._instructions.get(scope, instruction_id)
             text = changes.text if changes.text is not None else current.text
-            applies = (
-                current.applies_when if changes.applies_when is None else changes.applies_when
-            )
+            applies = current.applies_when if changes.applies_when is None else changes.applies_when
             embeddings = self._embed(text, applies or None)
         with self._index.write_lock:
             old, new = self._instructions.update(scope, instruction_id, changes, embeddings)

@@ -23,7 +23,7 @@ class Reason(StrEnum):
 
 
 class OmitReason(StrEnum):
-    token_budget = "token_budget"
+    token_budget = "token_budget"  # noqa: S105 (a reason, not a secret)
     top_k = "top_k"
 
 

@@ -47,7 +47,13 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for router in (health.router, tenants.router, users.router, instructions.router, context.router):
+    for router in (
+        health.router,
+        tenants.router,
+        users.router,
+        instructions.router,
+        context.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -108,7 +108,8 @@ def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
     token = settings.admin_token
     if token is None:
         raise Forbidden(
-            "tenant creation over HTTP is disabled; set TAILOR_ADMIN_TOKEN or use `tailor bootstrap`",
+            "tenant creation over HTTP is disabled; "
+            "set TAILOR_ADMIN_TOKEN or use `tailor bootstrap`",
             code="admin_disabled",
         )
     presented = credentials.credentials if credentials else ""

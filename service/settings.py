@@ -37,9 +37,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secure_outside_development(self) -> Settings:
-        if self.environment == "production" and self.admin_token is not None:
-            if len(self.admin_token.get_secret_value()) < 32:
-                raise ValueError("TAILOR_ADMIN_TOKEN must be at least 32 characters in production")
+        token = self.admin_token
+        if self.environment == "production" and token and len(token.get_secret_value()) < 32:
+            raise ValueError("TAILOR_ADMIN_TOKEN must be at least 32 characters in production")
         return self
 
     @property

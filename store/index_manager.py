@@ -154,7 +154,10 @@ class IndexManager:
             self._dirty_since_snapshot = False
         try:
             return write_snapshot(
-                self._dir, entries, embedder_id=self._embedder_id, dim=self.cache.dim,
+                self._dir,
+                entries,
+                embedder_id=self._embedder_id,
+                dim=self.cache.dim,
                 last_change_seq=last_seq,
             )
         except OSError:

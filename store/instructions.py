@@ -59,7 +59,10 @@ class InstructionChanges:
 
 
 def _in_scope(scope: UserScope) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
-    return (col(Instruction.tenant_id) == scope.tenant_id, col(Instruction.user_id) == scope.user_id)
+    return (
+        col(Instruction.tenant_id) == scope.tenant_id,
+        col(Instruction.user_id) == scope.user_id,
+    )
 
 
 def _current(instruction_id: uuid.UUID) -> tuple[sa.ColumnElement[bool], ...]:
@@ -101,8 +104,14 @@ class InstructionRepository:
             )
             session.add(row)
             record_change(
-                session, tenant_id=scope.tenant_id, user_id=scope.user_id, key_id=scope.key_id,
-                entity="instruction", entity_id=row.instruction_id, action="created", version=1,
+                session,
+                tenant_id=scope.tenant_id,
+                user_id=scope.user_id,
+                key_id=scope.key_id,
+                entity="instruction",
+                entity_id=row.instruction_id,
+                action="created",
+                version=1,
             )
             session.commit()
             return row
@@ -116,7 +125,7 @@ class InstructionRepository:
                 raise NotFound(_NOT_FOUND, code="instruction_not_found")
             return row
 
-    def list(
+    def page(
         self,
         scope: UserScope,
         *,
@@ -146,10 +155,14 @@ class InstructionRepository:
         """Every instruction that can apply to a turn, oldest first, without embeddings
         (a turn reads this for every request; the vectors are in the cache)."""
         with Session(self._engine) as session:
-            rows = session.exec(
-                select(
-                    Instruction.id, Instruction.instruction_id, Instruction.version,
-                    Instruction.text, Instruction.applies_when, Instruction.always_on,
+            rows = session.execute(
+                sa.select(
+                    col(Instruction.id),
+                    col(Instruction.instruction_id),
+                    col(Instruction.version),
+                    col(Instruction.text),
+                    col(Instruction.applies_when),
+                    col(Instruction.always_on),
                 )
                 .where(
                     *_in_scope(scope),
@@ -183,7 +196,9 @@ class InstructionRepository:
                 user_id=old.user_id,
                 text=changes.text if changes.text is not None else old.text,
                 applies_when=(
-                    old.applies_when if changes.applies_when is None else (changes.applies_when or None)
+                    old.applies_when
+                    if changes.applies_when is None
+                    else (changes.applies_when or None)
                 ),
                 always_on=old.always_on if changes.always_on is None else changes.always_on,
                 status=old.status if changes.status is None else changes.status,
@@ -201,8 +216,13 @@ class InstructionRepository:
             session.add(old)
             session.add(new)
             record_change(
-                session, tenant_id=scope.tenant_id, user_id=scope.user_id, key_id=scope.key_id,
-                entity="instruction", entity_id=instruction_id, action="updated",
+                session,
+                tenant_id=scope.tenant_id,
+                user_id=scope.user_id,
+                key_id=scope.key_id,
+                entity="instruction",
+                entity_id=instruction_id,
+                action="updated",
                 version=new.version,
             )
             try:
@@ -226,8 +246,13 @@ class InstructionRepository:
             row.valid_to = utcnow()
             session.add(row)
             record_change(
-                session, tenant_id=scope.tenant_id, user_id=scope.user_id, key_id=scope.key_id,
-                entity="instruction", entity_id=instruction_id, action="deleted",
+                session,
+                tenant_id=scope.tenant_id,
+                user_id=scope.user_id,
+                key_id=scope.key_id,
+                entity="instruction",
+                entity_id=instruction_id,
+                action="deleted",
                 version=row.version,
             )
             session.commit()
@@ -250,14 +275,17 @@ class InstructionRepository:
 
     def entries(self, user_ids: set[uuid.UUID] | None, *, model: str) -> Iterator[Entry]:
         """Vectors of every active row (of the given users) embedded by `model`."""
-        query = select(
-            Instruction.user_id, Instruction.id, Instruction.embedding_dim,
-            Instruction.text_embedding, Instruction.condition_embedding,
+        query = sa.select(
+            col(Instruction.user_id),
+            col(Instruction.id),
+            col(Instruction.embedding_dim),
+            col(Instruction.text_embedding),
+            col(Instruction.condition_embedding),
         ).where(*_active_with(model))
         if user_ids is not None:
             query = query.where(col(Instruction.user_id).in_(user_ids))
         with Session(self._engine) as session:
-            for user_id, row_id, dim, text, condition in session.exec(query):
+            for user_id, row_id, dim, text, condition in session.execute(query):
                 yield Entry(user_id, COLLECTION, row_id, ROLE_TEXT, decode_vector(text, dim))
                 if condition is not None:
                     yield Entry(

@@ -52,8 +52,13 @@ class KeyRepository:
             session.flush()
             issued = self._issue(session, tenant.id, None, "bootstrap", None)
             record_change(
-                session, tenant_id=tenant.id, user_id=None, key_id=None,
-                entity="tenant", entity_id=tenant.id, action="created",
+                session,
+                tenant_id=tenant.id,
+                user_id=None,
+                key_id=None,
+                entity="tenant",
+                entity_id=tenant.id,
+                action="created",
             )
             session.commit()
             return tenant, issued
@@ -80,8 +85,13 @@ class KeyRepository:
                 user_id = user.id
             issued = self._issue(session, scope.tenant_id, user_id, name, expires_at)
             record_change(
-                session, tenant_id=scope.tenant_id, user_id=user_id, key_id=scope.key_id,
-                entity="api_key", entity_id=issued.key.id, action="created",
+                session,
+                tenant_id=scope.tenant_id,
+                user_id=user_id,
+                key_id=scope.key_id,
+                entity="api_key",
+                entity_id=issued.key.id,
+                action="created",
             )
             session.commit()
             return issued
@@ -107,7 +117,7 @@ class KeyRepository:
         session.flush()
         return IssuedKey(key=key, secret=raw)
 
-    def list(self, scope: TenantScope) -> list[tuple[ApiKey, str | None]]:
+    def list_keys(self, scope: TenantScope) -> list[tuple[ApiKey, str | None]]:
         """Keys of the tenant with the external id of their bound user, if any."""
         with Session(self._engine) as session:
             rows = session.exec(
@@ -129,8 +139,13 @@ class KeyRepository:
                 key.revoked_at = utcnow()
                 session.add(key)
                 record_change(
-                    session, tenant_id=scope.tenant_id, user_id=key.user_id, key_id=scope.key_id,
-                    entity="api_key", entity_id=key.id, action="revoked",
+                    session,
+                    tenant_id=scope.tenant_id,
+                    user_id=key.user_id,
+                    key_id=scope.key_id,
+                    entity="api_key",
+                    entity_id=key.id,
+                    action="revoked",
                 )
                 session.commit()
 
@@ -141,7 +156,9 @@ class KeyRepository:
             raise failure
         now = utcnow()
         with Session(self._engine) as session:
-            key = session.exec(select(ApiKey).where(ApiKey.prefix == raw_key[:_LOOKUP_CHARS])).first()
+            key = session.exec(
+                select(ApiKey).where(ApiKey.prefix == raw_key[:_LOOKUP_CHARS])
+            ).first()
             if key is None or not hmac.compare_digest(key.key_hash, _hash(raw_key)):
                 raise failure
             if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):

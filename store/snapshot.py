@@ -151,7 +151,9 @@ def read_snapshot(directory: Path, *, embedder_id: str, dim: int) -> tuple[Manif
     except (ValueError, KeyError, OSError) as exc:
         raise SnapshotInvalid(f"data file undecodable: {exc}") from exc
     if len(entries) != manifest.count:
-        raise SnapshotInvalid(f"data file holds {len(entries)} vectors, manifest says {manifest.count}")
+        raise SnapshotInvalid(
+            f"data file holds {len(entries)} vectors, manifest says {manifest.count}"
+        )
     return manifest, entries
 
 

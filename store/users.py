@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, delete, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from store.changes import record_change
 from store.errors import Conflict, Forbidden, NotFound
@@ -27,7 +28,7 @@ class UserRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def _scoped(self, scope: TenantScope, external_id: str) -> sa.Select[tuple[AppUser]]:
+    def _scoped(self, scope: TenantScope, external_id: str) -> SelectOfScalar[AppUser]:
         query = select(AppUser).where(
             AppUser.tenant_id == scope.tenant_id, AppUser.external_id == external_id
         )
@@ -46,8 +47,13 @@ class UserRepository:
                 session.rollback()
                 raise Conflict("a user with this id exists", code="user_exists") from None
             record_change(
-                session, tenant_id=scope.tenant_id, user_id=user.id, key_id=scope.key_id,
-                entity="user", entity_id=user.id, action="created",
+                session,
+                tenant_id=scope.tenant_id,
+                user_id=user.id,
+                key_id=scope.key_id,
+                entity="user",
+                entity_id=user.id,
+                action="created",
             )
             session.commit()
             return user
@@ -68,7 +74,7 @@ class UserRepository:
             key_id=scope.key_id,
         )
 
-    def list(self, scope: TenantScope, *, limit: int, offset: int) -> tuple[list[AppUser], int]:
+    def page(self, scope: TenantScope, *, limit: int, offset: int) -> tuple[list[AppUser], int]:
         _require_tenant_wide(scope)
         with Session(self._engine) as session:
             where = AppUser.tenant_id == scope.tenant_id
@@ -93,8 +99,13 @@ class UserRepository:
             session.delete(user)
             session.exec(delete(ChangeLog).where(col(ChangeLog.user_id) == user_id))
             record_change(
-                session, tenant_id=scope.tenant_id, user_id=user_id, key_id=scope.key_id,
-                entity="user", entity_id=user_id, action="deleted",
+                session,
+                tenant_id=scope.tenant_id,
+                user_id=user_id,
+                key_id=scope.key_id,
+                entity="user",
+                entity_id=user_id,
+                action="deleted",
             )
             session.commit()
             return user_id

@@ -66,7 +66,7 @@ class _UserIndex:
     def remove(self, row_id: uuid.UUID) -> None:
         ids = self.by_row.pop(row_id, [])
         if ids:
-            self.index.remove_ids(np.array(ids, dtype=np.int64))
+            self.index.remove_ids(np.array(ids, dtype=np.int64))  # type: ignore[arg-type]
             for faiss_id in ids:
                 del self.refs[faiss_id]
 

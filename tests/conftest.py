@@ -55,9 +55,7 @@ class Api:
         assert response.status_code == 201, response.text
 
     def instruction(self, headers: dict[str, str], user_id: str, **body: Any) -> dict[str, Any]:
-        response = self.client.post(
-            f"/v1/users/{user_id}/instructions", json=body, headers=headers
-        )
+        response = self.client.post(f"/v1/users/{user_id}/instructions", json=body, headers=headers)
         assert response.status_code == 201, response.text
         created: dict[str, Any] = response.json()
         return created

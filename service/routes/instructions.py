@@ -67,7 +67,7 @@ def list_instructions(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> InstructionList:
-    rows, total = instructions.list(
+    rows, total = instructions.page(
         scope,
         status=InstructionStatus(status) if status else None,
         limit=limit,

@@ -37,9 +37,7 @@ def key_public(key: ApiKey, external_user_id: str | None) -> KeyPublic:
 
 
 def key_created(issued: IssuedKey, external_user_id: str | None) -> KeyCreated:
-    return KeyCreated(
-        **key_public(issued.key, external_user_id).model_dump(), key=issued.secret
-    )
+    return KeyCreated(**key_public(issued.key, external_user_id).model_dump(), key=issued.secret)
 
 
 @router.post(
@@ -75,9 +73,11 @@ def create_key(body: KeyCreate, scope: TenantWideScopeDep, keys: KeysDep) -> Key
     return key_created(issued, body.user_id)
 
 
-@router.get("/keys", response_model=list[KeyPublic], tags=["keys"], summary="List the tenant's keys")
+@router.get(
+    "/keys", response_model=list[KeyPublic], tags=["keys"], summary="List the tenant's keys"
+)
 def list_keys(scope: TenantWideScopeDep, keys: KeysDep) -> list[KeyPublic]:
-    return [key_public(key, external) for key, external in keys.list(scope)]
+    return [key_public(key, external) for key, external in keys.list_keys(scope)]
 
 
 @router.delete(

@@ -37,7 +37,7 @@ def list_users(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> UserList:
-    items, total = users.list(scope, limit=limit, offset=offset)
+    items, total = users.page(scope, limit=limit, offset=offset)
     return UserList(items=[user_public(u) for u in items], total=total, limit=limit, offset=offset)
 
 

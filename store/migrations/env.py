@@ -8,7 +8,7 @@ import os
 from alembic import context
 from sqlmodel import SQLModel
 
-import store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import store.models
 from store.db import create_db_engine
 
 config = context.config
