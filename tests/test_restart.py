@@ -1,0 +1,142 @@
+"""SQL is the truth, the FAISS index a cache: restarts give the same answers whether
+the snapshot is fresh, stale (replayed from the change log) or damaged (rebuilt)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from store.snapshot import MANIFEST, read_snapshot
+from tests.conftest import Api
+
+TURNS = ["plan a trip to Rome", "a recipe for dinner", "explain python code", "hello"]
+
+
+def _fill(api: Api) -> dict[str, str]:
+    h = api.tenant()
+    for user in ("alice", "bob"):
+        api.user(h, user)
+        api.instruction(h, user, text=f"{user} avoids gluten", always_on=True)
+        api.instruction(h, user, text="Bullet points", applies_when="trip plan itinerary")
+        api.instruction(h, user, text="Metric units", applies_when="recipe cooking dinner")
+        api.instruction(h, user, text="Type hints", applies_when="python code programming")
+    return h
+
+
+def _answers(api: Api, h: dict[str, str]) -> list[Any]:
+    out = []
+    for user in ("alice", "bob"):
+        for turn in TURNS:
+            ctx = api.context(h, user, turn)
+            out.append(
+                [(i["id"], i["version"], i["reason"], i["score"]) for i in ctx["instructions"]]
+            )
+    return out
+
+
+def _index(api: Api) -> Any:
+    return api.client.app.state.ports.index  # type: ignore[attr-defined]
+
+
+def _stop(api: Api) -> None:
+    api.client.__exit__(None, None, None)
+
+
+def test_restart_loads_the_snapshot_and_answers_the_same(start_app: Any, tmp_path: Path) -> None:
+    first = start_app()
+    h = _fill(first)
+    before = _answers(first, h)
+    assert any(len(a) == 2 for a in before)  # conditional matches happen at all
+    _stop(first)
+    assert (tmp_path / "data" / "index" / MANIFEST).exists()
+
+    second = start_app()
+    assert _index(second).last_load == "snapshot"
+    assert _answers(second, h) == before
+
+
+def test_stale_snapshot_is_replayed_from_the_change_log(start_app: Any, tmp_path: Path) -> None:
+    first = start_app()
+    h = _fill(first)
+    _stop(first)
+    stale = tmp_path / "stale-index"
+    shutil.copytree(tmp_path / "data" / "index", stale)
+
+    second = start_app()
+    c = second.client
+    items = c.get("/v1/users/alice/instructions", headers=h).json()["items"]
+    c.patch(
+        f"/v1/users/alice/instructions/{items[1]['id']}", json={"applies_when": "zebra"}, headers=h
+    )
+    c.delete(f"/v1/users/alice/instructions/{items[2]['id']}", headers=h)
+    second.instruction(h, "alice", text="Km not miles", applies_when="trip plan itinerary")
+    c.delete("/v1/users/bob", headers=h)
+    second.user(h, "carol")
+    second.instruction(h, "carol", text="Carol likes haiku", always_on=True)
+    expected = [second.context(h, u, t)["instructions"] for u in ("alice", "carol") for t in TURNS]
+    _stop(second)
+
+    shutil.rmtree(tmp_path / "data" / "index")
+    shutil.copytree(stale, tmp_path / "data" / "index")  # as if the last snapshot never ran
+    third = start_app()
+    assert _index(third).last_load == "snapshot"
+    got = [third.context(h, u, t)["instructions"] for u in ("alice", "carol") for t in TURNS]
+    assert got == expected
+    assert third.client.get("/v1/users/bob", headers=h).status_code == 404
+
+
+def test_corrupt_snapshot_is_rebuilt_from_sql(start_app: Any, tmp_path: Path, caplog: Any) -> None:
+    first = start_app()
+    h = _fill(first)
+    before = _answers(first, h)
+    _stop(first)
+    data = next((tmp_path / "data" / "index").glob("index-*.npz"))
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 3] ^= 0x55
+    data.write_bytes(bytes(raw))
+
+    second = start_app()
+    assert _index(second).last_load.startswith("rebuilt: data file checksum mismatch")
+    assert "vector snapshot rejected" in caplog.text
+    assert _answers(second, h) == before
+    _stop(second)  # the rebuilt index is snapshotted again on the way down
+    third = start_app()
+    assert _index(third).last_load == "snapshot"
+    assert _answers(third, h) == before
+
+
+def test_missing_data_file_and_truncated_manifest_rebuild(start_app: Any, tmp_path: Path) -> None:
+    first = start_app()
+    h = _fill(first)
+    before = _answers(first, h)
+    _stop(first)
+    folder = tmp_path / "data" / "index"
+    manifest = (folder / MANIFEST).read_bytes()
+    (folder / MANIFEST).write_bytes(manifest[: len(manifest) // 2])
+    second = start_app()
+    assert _index(second).last_load.startswith("rebuilt: unreadable manifest")
+    assert _answers(second, h) == before
+    _stop(second)
+    for data in folder.glob("index-*.npz"):
+        data.unlink()
+    third = start_app()
+    assert _index(third).last_load.startswith("rebuilt: data file unreadable")
+    assert _answers(third, h) == before
+
+
+def test_deleted_user_is_gone_from_the_snapshot_at_once(start_app: Any, tmp_path: Path) -> None:
+    api = start_app()
+    h = _fill(api)
+    index = _index(api)
+    index.snapshot(force=True)
+    folder = tmp_path / "data" / "index"
+    users_before = {
+        e.user_id for e in read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)[1]
+    }
+    assert len(users_before) == 2
+    api.client.delete("/v1/users/bob", headers=h)
+    entries = read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)[1]
+    assert len({e.user_id for e in entries}) == 1
+    assert len(entries) == index.cache.count()
+    assert len(list(folder.glob("index-*.npz"))) == 1

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store.snapshot import (
+    MANIFEST,
+    SnapshotInvalid,
+    SnapshotMissing,
+    read_snapshot,
+    write_snapshot,
+)
+from store.vector_index import Entry, VectorCache, decode_vector, encode_vector
+
+
+def unit(seed: int, dim: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_vector_bytes_round_trip_and_dimension_check() -> None:
+    v = unit(1)
+    assert np.array_equal(decode_vector(encode_vector(v), 8), v)
+    with pytest.raises(ValueError, match="expected 4"):
+        decode_vector(encode_vector(v), 4)
+
+
+def test_search_is_exact_and_per_user() -> None:
+    cache = VectorCache(8)
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    rows = [uuid.uuid4() for _ in range(20)]
+    for i, row in enumerate(rows):
+        cache.put(alice, "instruction", row, [(0, unit(i))])
+    cache.put(bob, "instruction", uuid.uuid4(), [(0, unit(3))])
+    hits = cache.search(alice, "instruction", unit(3))
+    assert len(hits) == 20
+    assert hits[0].row_id == rows[3] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    expected = sorted(range(20), key=lambda i: -float(unit(i) @ unit(3)))
+    assert [h.row_id for h in hits] == [rows[i] for i in expected]
+    assert all(h.row_id in rows for h in cache.search(alice, "instruction", unit(99), k=5))
+    assert cache.search(uuid.uuid4(), "instruction", unit(3)) == []
+
+
+def test_put_replaces_and_remove_drops_all_roles() -> None:
+    cache = VectorCache(8)
+    user, row = uuid.uuid4(), uuid.uuid4()
+    cache.put(user, "instruction", row, [(0, unit(1)), (1, unit(2))])
+    cache.put(user, "instruction", row, [(0, unit(5))])
+    assert [(h.role, round(h.score, 4)) for h in cache.search(user, "instruction", unit(5))] == [
+        (0, 1.0)
+    ]
+    cache.remove(user, "instruction", row)
+    assert cache.count() == 0 and cache.row_count("instruction") == 0
+
+
+def test_wrong_dimension_is_refused() -> None:
+    with pytest.raises(ValueError, match="dimension 4"):
+        VectorCache(8).put(uuid.uuid4(), "instruction", uuid.uuid4(), [(0, np.ones(4))])
+
+
+def _entries() -> list[Entry]:
+    users = [uuid.uuid4(), uuid.uuid4()]
+    return [
+        Entry(users[i % 2], "instruction" if i % 3 else "example", uuid.uuid4(), i % 2, unit(i))
+        for i in range(10)
+    ]
+
+
+def test_snapshot_round_trip(tmp_path: Path) -> None:
+    entries = _entries()
+    write_snapshot(tmp_path, entries, embedder_id="m", dim=8, last_change_seq=42)
+    manifest, loaded = read_snapshot(tmp_path, embedder_id="m", dim=8)
+    assert manifest.last_change_seq == 42 and manifest.count == 10
+    key = lambda e: (e.user_id, e.collection, e.row_id, e.role)  # noqa: E731
+    assert sorted(map(key, loaded)) == sorted(map(key, entries))
+    by_key = {key(e): e.vector for e in entries}
+    assert all(np.array_equal(by_key[key(e)], e.vector) for e in loaded)
+    # a second snapshot replaces the first data file
+    write_snapshot(tmp_path, entries[:3], embedder_id="m", dim=8, last_change_seq=43)
+    assert len(list(tmp_path.glob("index-*.npz"))) == 1
+
+
+def test_missing_snapshot_is_reported_as_missing(tmp_path: Path) -> None:
+    with pytest.raises(SnapshotMissing):
+        read_snapshot(tmp_path, embedder_id="m", dim=8)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "other_embedder", "other_dim", "manifest"])
+def test_damaged_snapshot_is_rejected(tmp_path: Path, damage: str) -> None:
+    write_snapshot(tmp_path, _entries(), embedder_id="m", dim=8, last_change_seq=1)
+    data = next(tmp_path.glob("index-*.npz"))
+    embedder, dim = "m", 8
+    if damage == "flip":
+        raw = bytearray(data.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        data.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        data.write_bytes(data.read_bytes()[:100])
+    elif damage == "other_embedder":
+        embedder = "another-model"
+    elif damage == "other_dim":
+        dim = 16
+    else:
+        (tmp_path / MANIFEST).write_text(json.dumps({"format_version": 1}))
+    with pytest.raises(SnapshotInvalid) as info:
+        read_snapshot(tmp_path, embedder_id=embedder, dim=dim)
+    assert not isinstance(info.value, SnapshotMissing)
