@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 from personalization.embedder import Embedder
+from personalization.text import condition_focus
 from store.index_manager import IndexManager
 from store.instructions import (
     COLLECTION,
@@ -36,7 +37,7 @@ class ProfileWriter:
         self._index = index
 
     def _embed(self, text: str, applies_when: str | None) -> InstructionEmbeddings:
-        texts = [text] if not applies_when else [text, applies_when]
+        texts = [text] if not applies_when else [text, condition_focus(applies_when)]
         vectors = self._embedder.embed(texts)
         return InstructionEmbeddings(
             model=self._embedder.model_id,

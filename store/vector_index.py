@@ -129,8 +129,15 @@ class VectorCache:
             self._indexes.update(fresh._indexes)
 
     def load(self, entries: Iterable[Entry]) -> None:
+        """Add entries; a row's roles may arrive as separate entries, so they are
+        grouped first (a `put` per entry would keep only each row's last role)."""
+        rows: dict[tuple[uuid.UUID, str, uuid.UUID], list[tuple[int, Vector]]] = {}
         for entry in entries:
-            self.put(entry.user_id, entry.collection, entry.row_id, [(entry.role, entry.vector)])
+            rows.setdefault((entry.user_id, entry.collection, entry.row_id), []).append(
+                (entry.role, entry.vector)
+            )
+        for (user_id, collection, row_id), vectors in rows.items():
+            self.put(user_id, collection, row_id, vectors)
 
     def clear(self) -> None:
         with self._lock:

@@ -140,3 +140,15 @@ def test_deleted_user_is_gone_from_the_snapshot_at_once(start_app: Any, tmp_path
     assert len({e.user_id for e in entries}) == 1
     assert len(entries) == index.cache.count()
     assert len(list(folder.glob("index-*.npz"))) == 1
+
+
+def test_restart_keeps_text_and_condition_vectors(start_app: Any) -> None:
+    first = start_app()
+    _fill(first)
+    vectors = _index(first).cache.count()
+    assert vectors == 14  # 8 instructions, 6 with a condition
+    _stop(first)
+    second = start_app()
+    assert _index(second).cache.count() == vectors
+    _index(second).rebuild_all()
+    assert _index(second).cache.count() == vectors

@@ -63,3 +63,21 @@ def test_profile_text_cannot_close_the_block() -> None:
     closing = [i for i, line in enumerate(lines) if line.startswith("<<<END_USER_PROFILE")]
     assert closing == [len(lines) - 1]
     assert sum(marker in line for line in lines[2:-1]) == 0
+
+
+@pytest.mark.parametrize(
+    ("condition", "focus"),
+    [
+        ("when I ask for a recipe or cooking instructions", "a recipe or cooking instructions"),
+        ("When I am asking about money", "money"),
+        ("if I practise Spanish", "practise Spanish"),
+        ("when writing SQL queries", "writing SQL queries"),
+        ("travel plans", "travel plans"),
+        ("when I ask for", "ask for"),
+        ("when", "when"),
+    ],
+)
+def test_condition_focus_drops_the_shared_lead_in(condition: str, focus: str) -> None:
+    from personalization.text import condition_focus
+
+    assert condition_focus(condition) == focus

@@ -109,3 +109,18 @@ def test_damaged_snapshot_is_rejected(tmp_path: Path, damage: str) -> None:
     with pytest.raises(SnapshotInvalid) as info:
         read_snapshot(tmp_path, embedder_id=embedder, dim=dim)
     assert not isinstance(info.value, SnapshotMissing)
+
+
+def test_load_keeps_every_role_of_a_row() -> None:
+    """Snapshots and SQL rebuilds deliver a row's text and condition vectors as separate
+    entries; both must survive."""
+    user, row = uuid.uuid4(), uuid.uuid4()
+    cache = VectorCache(8)
+    cache.load(
+        [Entry(user, "instruction", row, 0, unit(1)), Entry(user, "instruction", row, 1, unit(2))]
+    )
+    assert cache.count() == 2
+    assert cache.row_count("instruction") == 1
+    roles = {h.role: h.score for h in cache.search(user, "instruction", unit(1))}
+    assert roles[0] == pytest.approx(1.0, abs=1e-5)
+    assert set(roles) == {0, 1}
