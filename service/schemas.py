@@ -146,25 +146,27 @@ class InstructionUpdate(Request):
     status: Literal["active", "disabled"] | None = None
 
 
-class InstructionPublic(BaseModel):
-    id: uuid.UUID
+class _InstructionFields(BaseModel):
+    """Read from a store row (attribute names given as validation aliases)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     version: int
     text: str
     applies_when: str | None
     always_on: bool
     status: str
+
+
+class InstructionPublic(_InstructionFields):
+    id: uuid.UUID = Field(validation_alias="instruction_id")
     source: str
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime = Field(validation_alias="valid_from")
 
 
-class InstructionVersion(BaseModel):
-    version_id: uuid.UUID
-    version: int
-    text: str
-    applies_when: str | None
-    always_on: bool
-    status: str
+class InstructionVersion(_InstructionFields):
+    version_id: uuid.UUID = Field(validation_alias="id")
     valid_from: datetime
     valid_to: datetime | None
     superseded_by: uuid.UUID | None

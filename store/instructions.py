@@ -73,6 +73,30 @@ def _current(instruction_id: uuid.UUID) -> tuple[sa.ColumnElement[bool], ...]:
     )
 
 
+def _current_row(session: Session, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
+    row = session.exec(
+        select(Instruction).where(*_in_scope(scope), *_current(instruction_id))
+    ).first()
+    if row is None:
+        raise NotFound(_NOT_FOUND, code="instruction_not_found")
+    return row
+
+
+def _log(
+    session: Session, scope: UserScope, instruction_id: uuid.UUID, action: str, version: int
+) -> None:
+    record_change(
+        session,
+        tenant_id=scope.tenant_id,
+        user_id=scope.user_id,
+        key_id=scope.key_id,
+        entity="instruction",
+        entity_id=instruction_id,
+        action=action,
+        version=version,
+    )
+
+
 class InstructionRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -103,27 +127,13 @@ class InstructionRepository:
                 condition_embedding=embeddings.condition,
             )
             session.add(row)
-            record_change(
-                session,
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                key_id=scope.key_id,
-                entity="instruction",
-                entity_id=row.instruction_id,
-                action="created",
-                version=1,
-            )
+            _log(session, scope, row.instruction_id, "created", 1)
             session.commit()
             return row
 
     def get(self, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
         with Session(self._engine) as session:
-            row = session.exec(
-                select(Instruction).where(*_in_scope(scope), *_current(instruction_id))
-            ).first()
-            if row is None:
-                raise NotFound(_NOT_FOUND, code="instruction_not_found")
-            return row
+            return _current_row(session, scope, instruction_id)
 
     def page(
         self,
@@ -184,11 +194,7 @@ class InstructionRepository:
         done before this call so the transaction holds no model time."""
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session:
-            old = session.exec(
-                select(Instruction).where(*_in_scope(scope), *_current(instruction_id))
-            ).first()
-            if old is None:
-                raise NotFound(_NOT_FOUND, code="instruction_not_found")
+            old = _current_row(session, scope, instruction_id)
             new = Instruction(
                 instruction_id=old.instruction_id,
                 version=old.version + 1,
@@ -215,16 +221,7 @@ class InstructionRepository:
             old.superseded_by = new.id
             session.add(old)
             session.add(new)
-            record_change(
-                session,
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                key_id=scope.key_id,
-                entity="instruction",
-                entity_id=instruction_id,
-                action="updated",
-                version=new.version,
-            )
+            _log(session, scope, instruction_id, "updated", new.version)
             try:
                 session.commit()
             except IntegrityError:
@@ -237,24 +234,11 @@ class InstructionRepository:
 
     def delete(self, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
         with Session(self._engine, expire_on_commit=False) as session:
-            row = session.exec(
-                select(Instruction).where(*_in_scope(scope), *_current(instruction_id))
-            ).first()
-            if row is None:
-                raise NotFound(_NOT_FOUND, code="instruction_not_found")
+            row = _current_row(session, scope, instruction_id)
             row.status = InstructionStatus.deleted
             row.valid_to = utcnow()
             session.add(row)
-            record_change(
-                session,
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                key_id=scope.key_id,
-                entity="instruction",
-                entity_id=instruction_id,
-                action="deleted",
-                version=row.version,
-            )
+            _log(session, scope, instruction_id, "deleted", row.version)
             session.commit()
             return row
 

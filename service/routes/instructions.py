@@ -30,17 +30,7 @@ router = APIRouter(
 
 
 def instruction_public(row: Instruction) -> InstructionPublic:
-    return InstructionPublic(
-        id=row.instruction_id,
-        version=row.version,
-        text=row.text,
-        applies_when=row.applies_when,
-        always_on=row.always_on,
-        status=row.status,
-        source=row.source,
-        created_at=row.created_at,
-        updated_at=row.valid_from,
-    )
+    return InstructionPublic.model_validate(row)
 
 
 @router.post(
@@ -127,19 +117,5 @@ def instruction_history(
 ) -> InstructionHistory:
     rows = instructions.history(scope, instruction_id)
     return InstructionHistory(
-        id=instruction_id,
-        versions=[
-            InstructionVersion(
-                version_id=r.id,
-                version=r.version,
-                text=r.text,
-                applies_when=r.applies_when,
-                always_on=r.always_on,
-                status=r.status,
-                valid_from=r.valid_from,
-                valid_to=r.valid_to,
-                superseded_by=r.superseded_by,
-            )
-            for r in rows
-        ],
+        id=instruction_id, versions=[InstructionVersion.model_validate(r) for r in rows]
     )
