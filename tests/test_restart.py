@@ -152,3 +152,36 @@ def test_restart_keeps_text_and_condition_vectors(start_app: Any) -> None:
     assert _index(second).cache.count() == vectors
     _index(second).rebuild_all()
     assert _index(second).cache.count() == vectors
+
+
+def test_deleting_a_user_leaves_no_rows_behind(start_app: Any) -> None:
+    import sqlalchemy as sa
+
+    api = start_app()
+    h = _fill(api)
+    ports = api.client.app.state.ports  # type: ignore[attr-defined]
+    bob = ports.users.resolve(ports.keys.authenticate(h["Authorization"][7:]), "bob").user_id
+    api.client.post("/v1/keys", json={"user_id": "bob"}, headers=h)
+
+    def counts() -> dict[str, int]:
+        with ports.engine.connect() as conn:
+            return {
+                table: conn.execute(
+                    sa.text(f"select count(*) from {table} where {column} = :u"), {"u": bob.hex}
+                ).scalar()
+                for table, column in [
+                    ("instruction", "user_id"),
+                    ("api_key", "user_id"),
+                    ("app_user", "id"),
+                ]
+            }
+
+    assert counts() == {"instruction": 4, "api_key": 1, "app_user": 1}
+    assert api.client.delete("/v1/users/bob", headers=h).status_code == 204
+    assert counts() == {"instruction": 0, "api_key": 0, "app_user": 0}
+    with ports.engine.connect() as conn:
+        logged = conn.execute(
+            sa.text("select action from change_log where user_id = :u"), {"u": bob.hex}
+        ).all()
+        assert [row[0] for row in logged] == ["deleted"]  # one id-only tombstone
+    assert not ports.index.cache.has_user(bob)
