@@ -26,8 +26,9 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from personalization.context import ChatMessage, ContextOptions
+from personalization.context import ContextOptions
 from personalization.embedder import SentenceTransformerEmbedder
+from personalization.messages import ChatMessage
 from service.app import create_app
 from service.ports import Ports
 from service.settings import Settings

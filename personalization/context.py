@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from personalization.compose import ProfileItem, new_marker, render_item, render_profile_block
 from personalization.embedder import Embedder, Vectors
+from personalization.messages import ChatMessage
 from personalization.selection import (
     Selection,
     Similarity,
@@ -26,12 +27,6 @@ from store.instructions import (
 from store.scope import UserScope
 
 QUERY_CHARS = 2000  # MiniLM reads 256 word pieces; more text only costs tokenizer time
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    role: str
-    content: str
 
 
 @dataclass(frozen=True, slots=True)

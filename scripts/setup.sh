@@ -12,6 +12,8 @@ fi
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+# llama-cpp-python compiles llama.cpp; without GGML_NATIVE=OFF the result would use
+# this CPU's newest instructions and crash on older ones (and in the Docker image).
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" .venv/bin/python -m pip install --quiet -e ".[dev]"
 touch "$STAMP"
 echo "setup: .venv ready"

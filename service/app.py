@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.ports import build_ports
-from service.routes import context, health, instructions, tenants, users
+from service.routes import chat, context, health, instructions, tenants, users
 from service.settings import Settings
 
 DESCRIPTION = """
@@ -26,13 +27,18 @@ Errors always have the shape `{"error": {"code": ..., "message": ...}}`.
 """
 
 
-def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    embedder: Embedder | None = None,
+    backend: ModelBackend | None = None,
+) -> FastAPI:
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level.upper())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ports = build_ports(settings, embedder)
+        ports = build_ports(settings, embedder, backend)
         app.state.ports = ports
         ports.start()
         try:
@@ -53,6 +59,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         users.router,
         instructions.router,
         context.router,
+        chat.router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

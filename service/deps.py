@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from personalization.chat import ChatService
 from personalization.context import ContextBuilder
 from personalization.profile_writes import ProfileWriter
 from service.ports import Ports
@@ -60,6 +61,10 @@ def _index(ports: PortsDep) -> IndexManager:
     return ports.index
 
 
+def _chat(ports: PortsDep) -> ChatService:
+    return ports.chat
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 KeysDep = Annotated[KeyRepository, Depends(_keys)]
 UsersDep = Annotated[UserRepository, Depends(_users)]
@@ -67,6 +72,7 @@ InstructionsDep = Annotated[InstructionRepository, Depends(_instructions)]
 WriterDep = Annotated[ProfileWriter, Depends(_writer)]
 ContextDep = Annotated[ContextBuilder, Depends(_context)]
 IndexDep = Annotated[IndexManager, Depends(_index)]
+ChatDep = Annotated[ChatService, Depends(_chat)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 

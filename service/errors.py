@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from personalization.backends import BackendBusy, BackendFailed, BackendUnavailable
 from store.errors import (
     Conflict,
     Forbidden,
@@ -31,6 +32,9 @@ STATUS_FOR: dict[type[TailorError], int] = {
     Unauthorized: 401,
     NotReady: 503,
     InvalidInput: 422,
+    BackendUnavailable: 503,
+    BackendFailed: 502,
+    BackendBusy: 429,
 }
 
 _HTTP_CODES = {
@@ -61,7 +65,7 @@ async def _tailor_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TailorError)
     status = _status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    if status == 503:
+    if status in (429, 503):
         headers = {"Retry-After": "2"}
     return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from personalization.backends import ModelBackend
+from personalization.backends.gate import GatedBackend
+from personalization.chat import ChatService
 from personalization.context import ContextBuilder
 from personalization.embedder import Embedder
 from personalization.profile_writes import ProfileWriter
@@ -34,6 +37,7 @@ class Ports:
     index: IndexManager
     writer: ProfileWriter
     context: ContextBuilder
+    chat: ChatService
     _stop: threading.Event = field(default_factory=threading.Event)
     _snapshotter: threading.Thread | None = None
 
@@ -56,7 +60,40 @@ class Ports:
         self.engine.dispose()
 
 
-def build_ports(settings: Settings, embedder: Embedder | None = None) -> Ports:
+def build_backend(settings: Settings) -> GatedBackend:
+    """The configured model behind admission control, built on first use."""
+    if settings.model_backend == "openai":
+        base_url, name = settings.model_base_url or "", settings.model_name or ""
+        key = settings.model_api_key.get_secret_value() if settings.model_api_key else None
+
+        def remote() -> ModelBackend:
+            from personalization.backends.openai_compatible import OpenAICompatibleBackend
+
+            return OpenAICompatibleBackend(
+                base_url,
+                name,
+                api_key=key,
+                timeout_s=settings.model_timeout_s,
+                max_retries=settings.model_max_retries,
+            )
+
+        return GatedBackend(remote, max_waiting=settings.model_max_waiting, model_id=name)
+
+    from personalization.backends.llama_cpp import SMOLLM2_ID
+
+    def embedded() -> ModelBackend:
+        from personalization.backends.llama_cpp import LlamaCppBackend
+
+        return LlamaCppBackend(
+            n_ctx=settings.model_context_tokens, n_gpu_layers=settings.model_gpu_layers
+        )
+
+    return GatedBackend(embedded, max_waiting=settings.model_max_waiting, model_id=SMOLLM2_ID)
+
+
+def build_ports(
+    settings: Settings, embedder: Embedder | None = None, backend: ModelBackend | None = None
+) -> Ports:
     engine = create_db_engine(settings.sqlalchemy_url)
     migrate(engine)
     if embedder is None:
@@ -73,6 +110,8 @@ def build_ports(settings: Settings, embedder: Embedder | None = None) -> Ports:
         settings.snapshot_dir,
         embedder_id=embedder.model_id,
     )
+    context = ContextBuilder(embedder, instructions, index)
+    window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     return Ports(
         settings=settings,
         engine=engine,
@@ -82,5 +121,6 @@ def build_ports(settings: Settings, embedder: Embedder | None = None) -> Ports:
         instructions=instructions,
         index=index,
         writer=ProfileWriter(embedder, instructions, users, index),
-        context=ContextBuilder(embedder, instructions, index),
+        context=context,
+        chat=ChatService(context, backend or build_backend(settings), context_window=window),
     )

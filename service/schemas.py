@@ -276,3 +276,88 @@ class Health(BaseModel):
     status: str
     index: str | None = None
     vectors: int | None = None
+
+
+# --- OpenAI-compatible chat -------------------------------------------------------------
+
+
+class ChatCompletionRequest(Request):
+    """The OpenAI chat request. Penalties are accepted and ignored (the embedded model
+    does not take them); `n` must be 1."""
+
+    model: str | None = Field(None, max_length=200, description="echoed; the backend decides")
+    messages: list[ChatMessageIn] = Field(min_length=1, max_length=MAX_MESSAGES)
+    user: str | None = Field(
+        None, pattern=USER_ID_PATTERN, description="end user; optional with a user-bound key"
+    )
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: (
+        Annotated[str, Field(max_length=200)] | list[Annotated[str, Field(max_length=200)]] | None
+    ) = Field(None, max_length=4)
+    seed: int | None = None
+    n: int | None = Field(None, ge=1, le=1)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "tailor",
+                    "user": "user-42",
+                    "messages": [
+                        {"role": "system", "content": "You are a helpful travel assistant."},
+                        {"role": "user", "content": "Plan a day in Rome."},
+                    ],
+                }
+            ]
+        },
+    )
+
+
+class ProfileItemUsed(BaseModel):
+    id: uuid.UUID
+    kind: Literal["standing_instruction"]
+    version: int
+    reason: str
+    score: float
+
+
+class TailorInfo(BaseModel):
+    """Which profile items conditioned this answer, and why."""
+
+    user_id: str
+    profile_items: list[ProfileItemUsed]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    tailor: TailorInfo

@@ -35,11 +35,37 @@ class Settings(BaseSettings):
     snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")
     log_level: str = "INFO"
 
+    model_backend: Literal["embedded", "openai"] = Field(
+        "embedded", description="embedded GGUF model, or any OpenAI-compatible server"
+    )
+    model_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL, e.g. http://vllm:8000/v1"
+    )
+    model_name: str | None = Field(None, description="model name sent to that server")
+    model_api_key: SecretStr | None = Field(None, description="bearer key for that server")
+    model_timeout_s: float = Field(60.0, gt=0, description="read timeout per model call")
+    model_max_retries: int = Field(2, ge=0, le=10, description="retries on 429/5xx/unreachable")
+    model_max_waiting: int = Field(
+        8, ge=1, le=1024, description="generations running or queued before 429"
+    )
+    model_context_tokens: int = Field(
+        4096, ge=256, le=131072, description="embedded model's context window"
+    )
+    model_gpu_layers: int = Field(0, ge=-1, description="embedded: layers on the GPU (-1 = all)")
+    generation_max_tokens: int = Field(256, ge=1, le=8192, description="default max_tokens")
+    generation_temperature: float = Field(0.7, ge=0, le=2, description="default temperature")
+
     @model_validator(mode="after")
     def _secure_outside_development(self) -> Settings:
         token = self.admin_token
         if self.environment == "production" and token and len(token.get_secret_value()) < 32:
             raise ValueError("TAILOR_ADMIN_TOKEN must be at least 32 characters in production")
+        return self
+
+    @model_validator(mode="after")
+    def _remote_model_is_complete(self) -> Settings:
+        if self.model_backend == "openai" and not (self.model_base_url and self.model_name):
+            raise ValueError("TAILOR_MODEL_BACKEND=openai needs TAILOR_MODEL_BASE_URL and _NAME")
         return self
 
     @property

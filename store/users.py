@@ -74,6 +74,25 @@ class UserRepository:
             key_id=scope.key_id,
         )
 
+    def resolve_bound(self, scope: TenantScope) -> UserScope:
+        """The user a user-bound key is bound to."""
+        if scope.bound_user_id is None:
+            raise Forbidden("this key is not bound to a user", code="not_user_bound")
+        with Session(self._engine) as session:
+            user = session.exec(
+                select(AppUser).where(
+                    AppUser.tenant_id == scope.tenant_id, AppUser.id == scope.bound_user_id
+                )
+            ).first()
+            if user is None:
+                raise NotFound(_NOT_FOUND, code="user_not_found")
+            return UserScope(
+                tenant_id=user.tenant_id,
+                user_id=user.id,
+                external_id=user.external_id,
+                key_id=scope.key_id,
+            )
+
     def page(self, scope: TenantScope, *, limit: int, offset: int) -> tuple[list[AppUser], int]:
         _require_tenant_wide(scope)
         with Session(self._engine) as session:

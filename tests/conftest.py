@@ -8,10 +8,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
 from service.app import create_app
 from service.settings import Settings
-from tests.fakes import HashingEmbedder
+from tests.fakes import HashingEmbedder, RecordingBackend
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef-0123"
 
@@ -79,10 +80,16 @@ def start_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     clients: list[TestClient] = []
 
     def start(
-        embedder: Embedder | None = None, data_dir: Path | None = None, **overrides: Any
+        embedder: Embedder | None = None,
+        data_dir: Path | None = None,
+        backend: ModelBackend | None = None,
+        **overrides: Any,
     ) -> Api:
         settings = make_settings(data_dir or tmp_path / "data", **overrides)
-        client = TestClient(create_app(settings, embedder=embedder or HashingEmbedder()))
+        app = create_app(
+            settings, embedder=embedder or HashingEmbedder(), backend=backend or RecordingBackend()
+        )
+        client = TestClient(app)
         client.__enter__()
         clients.append(client)
         wait_ready(client)

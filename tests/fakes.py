@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from personalization.backends import Completion, Delta, GenerationSettings
 from personalization.embedder import Vectors
+from personalization.messages import ChatMessage
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -41,3 +43,35 @@ class HashingEmbedder:
             if not norm:
                 out[row, 0] = 1.0
         return out
+
+
+class RecordingBackend:
+    """Answers with a fixed sentence (streamed word by word) and records what it was
+    sent, so tests can check how the profile was placed in the model's context."""
+
+    def __init__(self, answer: str = "Here is a plan: - day one - day two") -> None:
+        self.answer = answer
+        self.received: list[list[ChatMessage]] = []
+
+    @property
+    def model_id(self) -> str:
+        return "test/recording"
+
+    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
+        self.received.append(list(messages))
+        return Completion(
+            text=self.answer[: settings.max_tokens * 4],
+            finish_reason="stop",
+            model=self.model_id,
+            prompt_tokens=sum(len(m.content) // 4 for m in messages),
+            completion_tokens=len(self.answer) // 4,
+        )
+
+    def stream(
+        self, messages: Sequence[ChatMessage], settings: GenerationSettings
+    ) -> Iterator[Delta]:
+        self.received.append(list(messages))
+        words = self.answer.split(" ")
+        for i, word in enumerate(words):
+            yield Delta(text=word if i == 0 else " " + word)
+        yield Delta(finish_reason="stop")

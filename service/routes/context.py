@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from personalization.context import ChatMessage, ContextOptions
+from personalization.context import ContextOptions
+from personalization.messages import ChatMessage
 from service.deps import ContextDep, SettingsDep, UserScopeDep
 from service.schemas import (
     AppliedInstruction,
