@@ -26,9 +26,11 @@ CLOSE = "<<<END_USER_PROFILE {marker}>>>"
 
 @dataclass(frozen=True, slots=True)
 class ProfileItem:
-    kind: str  # "standing_instruction" (later: inferred_preference, example)
-    text: str
-    applies: str  # "always" or the condition it applies under
+    """One line of the block: its type and string fields, e.g. a standing instruction's
+    {"applies": ..., "text": ...} or an example's {"prompt", "preferred", "not_preferred"}."""
+
+    kind: str
+    fields: dict[str, str]
 
 
 def new_marker() -> str:
@@ -36,7 +38,7 @@ def new_marker() -> str:
 
 
 def render_item(item: ProfileItem, marker: str = "") -> str:
-    payload = {"type": item.kind, "applies": item.applies, "text": item.text}
+    payload = {"type": item.kind, **item.fields}
     line = json.dumps(payload, ensure_ascii=False)
     return line.replace(marker, "") if marker else line
 

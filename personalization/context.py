@@ -1,11 +1,12 @@
 """One chat turn's context: embed the query once, select the applicable standing
-instructions, and compose them into a marked data block within the token budget."""
+instructions, retrieve the nearest preference examples, and compose everything into a
+marked data block within the token budget (instructions first: the user stated them)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from personalization.compose import ProfileItem, new_marker, render_item, render_profile_block
 from personalization.embedder import Embedder, Vectors
@@ -17,6 +18,8 @@ from personalization.selection import (
 )
 from personalization.text import estimate_tokens
 from store.errors import InvalidInput
+from store.examples import COLLECTION as EXAMPLES
+from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import (
     COLLECTION,
@@ -24,9 +27,11 @@ from store.instructions import (
     ActiveInstruction,
     InstructionRepository,
 )
+from store.models import PreferenceExample
 from store.scope import UserScope
 
 QUERY_CHARS = 2000  # MiniLM reads 256 word pieces; more text only costs tokenizer time
+EXAMPLE_FIELD_CHARS = 400  # each side of an example, so a few fit any sane budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,13 @@ class ContextOptions:
     threshold: float
     top_k: int
     token_budget: int
+    examples_k: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class UsedExample:
+    example: PreferenceExample
+    score: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +53,9 @@ class TurnContext:
     query: str
     query_embedding: Vectors
     selection: Selection
-    system_message: str | None
+    examples: list[UsedExample] = field(default_factory=list)
+    system_message: str | None = None
+    tokens: int = 0
 
 
 def turn_query(messages: Sequence[ChatMessage]) -> str:
@@ -52,21 +66,41 @@ def turn_query(messages: Sequence[ChatMessage]) -> str:
     raise InvalidInput("messages must contain a non-empty user message", code="no_user_message")
 
 
-def as_profile_item(instruction: ActiveInstruction) -> ProfileItem:
+def _clip(text: str) -> str:
+    return text if len(text) <= EXAMPLE_FIELD_CHARS else text[: EXAMPLE_FIELD_CHARS - 1] + "…"
+
+
+def instruction_item(instruction: ActiveInstruction) -> ProfileItem:
     applies = "always" if instruction.always_on else (instruction.applies_when or "when relevant")
-    return ProfileItem(kind="standing_instruction", text=instruction.text, applies=applies)
+    return ProfileItem("standing_instruction", {"applies": applies, "text": instruction.text})
 
 
-def _cost(instruction: ActiveInstruction) -> int:
-    return estimate_tokens(render_item(as_profile_item(instruction)))
+def example_item(example: PreferenceExample) -> ProfileItem:
+    return ProfileItem(
+        "preference_example",
+        {
+            "prompt": _clip(example.prompt),
+            "preferred": _clip(example.chosen),
+            "not_preferred": _clip(example.rejected),
+        },
+    )
+
+
+def _cost(item: ProfileItem) -> int:
+    return estimate_tokens(render_item(item))
 
 
 class ContextBuilder:
     def __init__(
-        self, embedder: Embedder, instructions: InstructionRepository, index: IndexManager
+        self,
+        embedder: Embedder,
+        instructions: InstructionRepository,
+        examples: ExampleRepository,
+        index: IndexManager,
     ) -> None:
         self._embedder = embedder
         self._instructions = instructions
+        self._examples = examples
         self._index = index
 
     @property
@@ -77,6 +111,35 @@ class ContextBuilder:
     def embedder_dim(self) -> int:
         return self._embedder.dim
 
+    def _similarities(self, scope: UserScope, query: Vectors) -> dict[uuid.UUID, Similarity]:
+        similarity: dict[uuid.UUID, Similarity] = {}
+        for hit in self._index.cache.search(scope.user_id, COLLECTION, query):
+            known = similarity.get(hit.row_id, Similarity(text=-1.0))
+            similarity[hit.row_id] = (
+                Similarity(text=known.text, condition=hit.score)
+                if hit.role == ROLE_CONDITION
+                else Similarity(text=hit.score, condition=known.condition)
+            )
+        return similarity
+
+    def _nearest_examples(
+        self, scope: UserScope, query: Vectors, k: int, budget: int
+    ) -> tuple[list[UsedExample], int]:
+        if k == 0:
+            return [], 0
+        hits = self._index.cache.search(scope.user_id, EXAMPLES, query, k=k)
+        rows = self._examples.by_ids(scope, [h.row_id for h in hits])
+        score = {h.row_id: h.score for h in hits}
+        used: list[UsedExample] = []
+        spent = 0
+        for row in rows:
+            price = _cost(example_item(row))
+            if spent + price > budget:
+                continue
+            spent += price
+            used.append(UsedExample(row, score[row.id]))
+        return used, spent
+
     def build(
         self, scope: UserScope, messages: Sequence[ChatMessage], options: ContextOptions
     ) -> TurnContext:
@@ -84,30 +147,29 @@ class ContextBuilder:
         query = turn_query(messages)
         query_embedding = self._embedder.embed([query])[0]
         candidates = self._instructions.active(scope)
-        similarity: dict[uuid.UUID, Similarity] = {}
-        if any(not c.always_on for c in candidates):
-            for hit in self._index.cache.search(scope.user_id, COLLECTION, query_embedding):
-                known = similarity.get(hit.row_id, Similarity(text=-1.0))
-                similarity[hit.row_id] = (
-                    Similarity(text=known.text, condition=hit.score)
-                    if hit.role == ROLE_CONDITION
-                    else Similarity(text=hit.score, condition=known.condition)
-                )
+        similarity = (
+            self._similarities(scope, query_embedding)
+            if any(not c.always_on for c in candidates)
+            else {}
+        )
         selection = select_applicable_instructions(
             candidates,
             similarity,
             threshold=options.threshold,
             top_k=options.top_k,
             token_budget=options.token_budget,
-            cost=_cost,
+            cost=lambda c: _cost(instruction_item(c)),
         )
-        system_message = None
-        if selection.selected:
-            items = [as_profile_item(s.instruction) for s in selection.selected]
-            system_message = render_profile_block(items, new_marker())
+        examples, example_tokens = self._nearest_examples(
+            scope, query_embedding, options.examples_k, options.token_budget - selection.tokens
+        )
+        items = [instruction_item(s.instruction) for s in selection.selected]
+        items += [example_item(e.example) for e in examples]
         return TurnContext(
             query=query,
             query_embedding=query_embedding,
             selection=selection,
-            system_message=system_message,
+            examples=examples,
+            system_message=render_profile_block(items, new_marker()) if items else None,
+            tokens=selection.tokens + example_tokens,
         )

@@ -8,6 +8,8 @@ import uuid
 
 from personalization.embedder import Embedder
 from personalization.text import condition_focus
+from store.examples import COLLECTION as EXAMPLES
+from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import (
     COLLECTION,
@@ -17,7 +19,7 @@ from store.instructions import (
     InstructionEmbeddings,
     InstructionRepository,
 )
-from store.models import Instruction, InstructionSource, InstructionStatus
+from store.models import Instruction, InstructionSource, InstructionStatus, PreferenceExample
 from store.scope import TenantScope, UserScope
 from store.users import UserRepository
 from store.vector_index import Vector, decode_vector, encode_vector
@@ -28,11 +30,13 @@ class ProfileWriter:
         self,
         embedder: Embedder,
         instructions: InstructionRepository,
+        examples: ExampleRepository,
         users: UserRepository,
         index: IndexManager,
     ) -> None:
         self._embedder = embedder
         self._instructions = instructions
+        self._examples = examples
         self._users = users
         self._index = index
 
@@ -106,6 +110,32 @@ class ProfileWriter:
         with self._index.write_lock:
             row = self._instructions.delete(scope, instruction_id)
             self._index.cache.remove(row.user_id, COLLECTION, row.id)
+            self._index.mark_dirty()
+
+    def create_example(
+        self, scope: UserScope, *, prompt: str, chosen: str, rejected: str
+    ) -> PreferenceExample:
+        self._index.require_ready()
+        vector = self._embedder.embed([prompt])[0]
+        with self._index.write_lock:
+            row = self._examples.create(
+                scope,
+                prompt=prompt,
+                chosen=chosen,
+                rejected=rejected,
+                model=self._embedder.model_id,
+                dim=self._embedder.dim,
+                embedding=encode_vector(vector),
+            )
+            self._index.cache.put(row.user_id, EXAMPLES, row.id, [(0, vector)])
+            self._index.mark_dirty()
+        return row
+
+    def delete_example(self, scope: UserScope, example_id: uuid.UUID) -> None:
+        self._index.require_ready()
+        with self._index.write_lock:
+            row = self._examples.delete(scope, example_id)
+            self._index.cache.remove(row.user_id, EXAMPLES, row.id)
             self._index.mark_dirty()
 
     def delete_user(self, scope: TenantScope, external_id: str) -> None:

@@ -14,7 +14,7 @@ from personalization.embedder import Embedder
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.ports import build_ports
-from service.routes import chat, context, health, instructions, tenants, users
+from service.routes import chat, context, examples, health, instructions, tenants, users
 from service.settings import Settings
 
 DESCRIPTION = """
@@ -58,6 +58,7 @@ def create_app(
         tenants.router,
         users.router,
         instructions.router,
+        examples.router,
         context.router,
         chat.router,
     ):

@@ -14,6 +14,7 @@ from personalization.profile_writes import ProfileWriter
 from service.ports import Ports
 from service.settings import Settings
 from store.errors import Forbidden, Unauthorized
+from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import InstructionRepository
 from store.keys import KeyRepository
@@ -49,6 +50,10 @@ def _instructions(ports: PortsDep) -> InstructionRepository:
     return ports.instructions
 
 
+def _examples(ports: PortsDep) -> ExampleRepository:
+    return ports.examples
+
+
 def _writer(ports: PortsDep) -> ProfileWriter:
     return ports.writer
 
@@ -69,6 +74,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 KeysDep = Annotated[KeyRepository, Depends(_keys)]
 UsersDep = Annotated[UserRepository, Depends(_users)]
 InstructionsDep = Annotated[InstructionRepository, Depends(_instructions)]
+ExamplesDep = Annotated[ExampleRepository, Depends(_examples)]
 WriterDep = Annotated[ProfileWriter, Depends(_writer)]
 ContextDep = Annotated[ContextBuilder, Depends(_context)]
 IndexDep = Annotated[IndexManager, Depends(_index)]

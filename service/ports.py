@@ -17,6 +17,7 @@ from personalization.profile_writes import ProfileWriter
 from service.settings import Settings
 from store.changes import ChangeLogReader
 from store.db import create_db_engine, migrate
+from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import InstructionRepository
 from store.keys import KeyRepository
@@ -34,6 +35,7 @@ class Ports:
     keys: KeyRepository
     users: UserRepository
     instructions: InstructionRepository
+    examples: ExampleRepository
     index: IndexManager
     writer: ProfileWriter
     context: ContextBuilder
@@ -103,14 +105,15 @@ def build_ports(
     keys = KeyRepository(engine)
     users = UserRepository(engine)
     instructions = InstructionRepository(engine)
+    examples = ExampleRepository(engine)
     index = IndexManager(
         VectorCache(embedder.dim),
-        [instructions],
+        [instructions, examples],
         ChangeLogReader(engine),
         settings.snapshot_dir,
         embedder_id=embedder.model_id,
     )
-    context = ContextBuilder(embedder, instructions, index)
+    context = ContextBuilder(embedder, instructions, examples, index)
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     return Ports(
         settings=settings,
@@ -120,7 +123,8 @@ def build_ports(
         users=users,
         instructions=instructions,
         index=index,
-        writer=ProfileWriter(embedder, instructions, users, index),
+        examples=examples,
+        writer=ProfileWriter(embedder, instructions, examples, users, index),
         context=context,
         chat=ChatService(context, backend or build_backend(settings), context_window=window),
     )

@@ -16,6 +16,8 @@ MAX_INSTRUCTION_CHARS = 1000
 MAX_CONDITION_CHARS = 500
 MAX_MESSAGES = 200
 MAX_MESSAGE_CHARS = 32_000
+MAX_EXAMPLE_PROMPT_CHARS = 8000
+MAX_EXAMPLE_ANSWER_CHARS = 16_000
 
 
 def _instruction_text(value: str) -> str:
@@ -24,6 +26,14 @@ def _instruction_text(value: str) -> str:
 
 def _condition_text(value: str) -> str:
     return clean_profile_text(value, max_chars=MAX_CONDITION_CHARS)
+
+
+def _example_prompt(value: str) -> str:
+    return clean_profile_text(value, max_chars=MAX_EXAMPLE_PROMPT_CHARS)
+
+
+def _example_answer(value: str) -> str:
+    return clean_profile_text(value, max_chars=MAX_EXAMPLE_ANSWER_CHARS)
 
 
 def _condition_or_clear(value: str) -> str:
@@ -184,6 +194,39 @@ class InstructionHistory(BaseModel):
     versions: list[InstructionVersion]
 
 
+# --- few-shot preference examples -------------------------------------------------------
+
+ExamplePrompt = Annotated[
+    str, Field(max_length=MAX_EXAMPLE_PROMPT_CHARS * 2), AfterValidator(_example_prompt)
+]
+ExampleAnswer = Annotated[
+    str, Field(max_length=MAX_EXAMPLE_ANSWER_CHARS * 2), AfterValidator(_example_answer)
+]
+
+
+class ExampleCreate(Request):
+    prompt: ExamplePrompt = Field(examples=["Summarise this article for me."])
+    chosen: ExampleAnswer = Field(examples=["- Point one\n- Point two"])
+    rejected: ExampleAnswer = Field(examples=["The article, which was published in..."])
+
+
+class ExamplePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    prompt: str
+    chosen: str
+    rejected: str
+    created_at: datetime
+
+
+class ExampleList(BaseModel):
+    items: list[ExamplePublic]
+    total: int
+    limit: int
+    offset: int
+
+
 # --- per-turn context -------------------------------------------------------------------
 
 
@@ -223,6 +266,7 @@ class ContextRequest(Request):
     top_k: int | None = Field(None, ge=1, le=50, description="max conditional instructions")
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="cosine needed to apply")
     token_budget: int | None = Field(None, ge=16, le=8000, description="approx tokens of profile")
+    examples_k: int | None = Field(None, ge=0, le=10, description="nearest preference examples")
 
     model_config = ConfigDict(
         extra="forbid",
@@ -251,6 +295,11 @@ class OmittedInstruction(BaseModel):
     reason: Literal["token_budget", "top_k"]
 
 
+class AppliedExample(BaseModel):
+    id: uuid.UUID
+    score: float = Field(description="cosine of its prompt to the turn")
+
+
 class SystemMessage(BaseModel):
     role: Literal["system"] = "system"
     content: str
@@ -265,6 +314,7 @@ class ContextResponse(BaseModel):
     user_id: str
     instructions: list[AppliedInstruction]
     omitted: list[OmittedInstruction]
+    examples: list[AppliedExample]
     system_message: SystemMessage | None = Field(
         description="add after the app's own system prompt; null when nothing applies"
     )
@@ -323,7 +373,7 @@ class ChatCompletionRequest(Request):
 
 class ProfileItemUsed(BaseModel):
     id: uuid.UUID
-    kind: Literal["standing_instruction"]
+    kind: Literal["standing_instruction", "preference_example"]
     version: int
     reason: str
     score: float

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
         0.35, ge=0.0, le=1.0, description="cosine a conditional instruction needs to apply"
     )
     selection_top_k: int = Field(10, ge=1, le=50, description="conditional instructions per turn")
+    examples_top_k: int = Field(4, ge=0, le=10, description="preference examples per turn")
     token_budget: int = Field(600, ge=16, le=8000, description="approx tokens of profile per turn")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")

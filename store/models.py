@@ -145,3 +145,30 @@ class ChangeLog(SQLModel, table=True):
 
 def as_dict(row: SQLModel) -> dict[str, Any]:
     return row.model_dump()
+
+
+class ExampleStatus(StrEnum):
+    active = "active"
+    deleted = "deleted"
+
+
+class PreferenceExample(SQLModel, table=True):
+    """A (prompt, chosen, rejected) triple of this user's taste (FSPO). Immutable: to
+    change one, delete it and add another; a delete closes it (valid_to) and keeps it."""
+
+    __tablename__ = "preference_example"
+    __table_args__ = (sa.Index("ix_example_scope_current", "tenant_id", "user_id", "valid_to"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    prompt: str = Field(max_length=8000)
+    chosen: str = Field(max_length=16000)
+    rejected: str = Field(max_length=16000)
+    status: ExampleStatus = Field(default=ExampleStatus.active, sa_type=sa.String(16))
+    created_by_key: uuid.UUID | None = None
+    embedding_model: str = Field(max_length=200)
+    embedding_dim: int
+    prompt_embedding: bytes = Field(sa_type=sa.LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    valid_to: datetime | None = Field(default=None, sa_type=UTCDateTime)

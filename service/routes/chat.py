@@ -75,6 +75,16 @@ def _tailor_info(scope: UserScope, prepared: PreparedChat) -> TailorInfo:
                 score=round(s.score, 4),
             )
             for s in prepared.turn.selection.selected
+        ]
+        + [
+            ProfileItemUsed(
+                id=e.example.id,
+                kind="preference_example",
+                version=1,
+                reason="nearest_prompt",
+                score=round(e.score, 4),
+            )
+            for e in prepared.turn.examples
         ],
     )
 
@@ -113,6 +123,7 @@ def chat_completions(
         threshold=settings.selection_threshold,
         top_k=settings.selection_top_k,
         token_budget=settings.token_budget,
+        examples_k=settings.examples_top_k,
     )
     generation = _generation(body, settings)
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]

@@ -6,6 +6,7 @@ from personalization.context import ContextOptions
 from personalization.messages import ChatMessage
 from service.deps import ContextDep, SettingsDep, UserScopeDep
 from service.schemas import (
+    AppliedExample,
     AppliedInstruction,
     ContextRequest,
     ContextResponse,
@@ -36,6 +37,7 @@ def turn_context(
         threshold=body.threshold if body.threshold is not None else settings.selection_threshold,
         top_k=body.top_k or settings.selection_top_k,
         token_budget=body.token_budget or settings.token_budget,
+        examples_k=body.examples_k if body.examples_k is not None else settings.examples_top_k,
     )
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
     turn = builder.build(scope, messages, options)
@@ -62,7 +64,8 @@ def turn_context(
             )
             for o in turn.selection.omitted
         ],
+        examples=[AppliedExample(id=e.example.id, score=round(e.score, 4)) for e in turn.examples],
         system_message=SystemMessage(content=turn.system_message) if turn.system_message else None,
-        token_estimate=turn.selection.tokens,
+        token_estimate=turn.tokens,
         embedder=EmbedderInfo(model=builder.embedder_id, dim=builder.embedder_dim),
     )
