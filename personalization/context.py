@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from personalization.cipher import AggregatedPreference, CipherRetriever
 from personalization.compose import ProfileItem, new_marker, render_item, render_profile_block
 from personalization.embedder import Embedder, Vectors
 from personalization.messages import ChatMessage
@@ -40,6 +41,7 @@ class ContextOptions:
     top_k: int
     token_budget: int
     examples_k: int = 4
+    cipher_k: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class TurnContext:
     query_embedding: Vectors
     selection: Selection
     examples: list[UsedExample] = field(default_factory=list)
+    inferred: AggregatedPreference | None = None
     system_message: str | None = None
     tokens: int = 0
 
@@ -86,6 +89,13 @@ def example_item(example: PreferenceExample) -> ProfileItem:
     )
 
 
+def inferred_item(inferred: AggregatedPreference) -> ProfileItem:
+    return ProfileItem(
+        "inferred_preference",
+        {"text": inferred.text, "learned_from": f"{len(inferred.edit_ids)} earlier edit(s)"},
+    )
+
+
 def _cost(item: ProfileItem) -> int:
     return estimate_tokens(render_item(item))
 
@@ -97,11 +107,13 @@ class ContextBuilder:
         instructions: InstructionRepository,
         examples: ExampleRepository,
         index: IndexManager,
+        cipher: CipherRetriever | None = None,
     ) -> None:
         self._embedder = embedder
         self._instructions = instructions
         self._examples = examples
         self._index = index
+        self._cipher = cipher
 
     @property
     def embedder_id(self) -> str:
@@ -160,16 +172,28 @@ class ContextBuilder:
             token_budget=options.token_budget,
             cost=lambda c: _cost(instruction_item(c)),
         )
-        examples, example_tokens = self._nearest_examples(
-            scope, query_embedding, options.examples_k, options.token_budget - selection.tokens
-        )
         items = [instruction_item(s.instruction) for s in selection.selected]
+        spent = selection.tokens
+        inferred = None
+        if self._cipher is not None:
+            inferred = self._cipher.retrieve(scope, query_embedding, options.cipher_k)
+            if inferred is not None:
+                price = _cost(inferred_item(inferred))
+                if spent + price <= options.token_budget:
+                    items.append(inferred_item(inferred))
+                    spent += price
+                else:
+                    inferred = None
+        examples, example_tokens = self._nearest_examples(
+            scope, query_embedding, options.examples_k, options.token_budget - spent
+        )
         items += [example_item(e.example) for e in examples]
         return TurnContext(
             query=query,
             query_embedding=query_embedding,
             selection=selection,
             examples=examples,
+            inferred=inferred,
             system_message=render_profile_block(items, new_marker()) if items else None,
-            tokens=selection.tokens + example_tokens,
+            tokens=spent + example_tokens,
         )

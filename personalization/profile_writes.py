@@ -5,6 +5,7 @@ other. Embeddings are computed before the lock: no one waits on the model for it
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 
 from personalization.embedder import Embedder
 from personalization.text import condition_focus
@@ -33,7 +34,9 @@ class ProfileWriter:
         examples: ExampleRepository,
         users: UserRepository,
         index: IndexManager,
+        forget_user: Sequence[Callable[[uuid.UUID], None]] = (),
     ) -> None:
+        self._forget_user = list(forget_user)
         self._embedder = embedder
         self._instructions = instructions
         self._examples = examples
@@ -145,5 +148,7 @@ class ProfileWriter:
         with self._index.write_lock:
             user_id = self._users.delete(scope, external_id)
             self._index.cache.drop_user(user_id)
+            for forget in self._forget_user:
+                forget(user_id)
             self._index.mark_dirty()
             self._index.snapshot(force=True)

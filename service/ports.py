@@ -11,16 +11,21 @@ from sqlalchemy.engine import Engine
 from personalization.backends import ModelBackend
 from personalization.backends.gate import GatedBackend
 from personalization.chat import ChatService
+from personalization.cipher import CipherRetriever, PreferenceAggregator
 from personalization.context import ContextBuilder
+from personalization.edit_worker import EditWorker
+from personalization.edits import EditService
 from personalization.embedder import Embedder
 from personalization.profile_writes import ProfileWriter
 from service.settings import Settings
 from store.changes import ChangeLogReader
 from store.db import create_db_engine, migrate
+from store.edits import EditRepository
 from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import InstructionRepository
 from store.keys import KeyRepository
+from store.preferences import PreferenceRepository
 from store.users import UserRepository
 from store.vector_index import VectorCache
 
@@ -36,10 +41,15 @@ class Ports:
     users: UserRepository
     instructions: InstructionRepository
     examples: ExampleRepository
+    edits: EditRepository
+    preferences: PreferenceRepository
     index: IndexManager
     writer: ProfileWriter
     context: ContextBuilder
     chat: ChatService
+    edit_service: EditService
+    worker: EditWorker
+    aggregator: PreferenceAggregator
     _stop: threading.Event = field(default_factory=threading.Event)
     _snapshotter: threading.Thread | None = None
 
@@ -49,12 +59,14 @@ class Ports:
             target=self._snapshot_loop, name="tailor-snapshot", daemon=True
         )
         self._snapshotter.start()
+        self.worker.start()
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(self.settings.snapshot_interval_s):
             self.index.snapshot()
 
     def stop(self) -> None:
+        self.worker.stop()
         self._stop.set()
         if self._snapshotter is not None:
             self._snapshotter.join(timeout=10)
@@ -102,18 +114,28 @@ def build_ports(
         from personalization.embedder import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
+    model = backend or build_backend(settings)
     keys = KeyRepository(engine)
     users = UserRepository(engine)
     instructions = InstructionRepository(engine)
     examples = ExampleRepository(engine)
+    edits = EditRepository(engine)
+    preferences = PreferenceRepository(engine)
     index = IndexManager(
         VectorCache(embedder.dim),
-        [instructions, examples],
+        [instructions, examples, edits],
         ChangeLogReader(engine),
         settings.snapshot_dir,
         embedder_id=embedder.model_id,
     )
-    context = ContextBuilder(embedder, instructions, examples, index)
+    aggregator = PreferenceAggregator(model)
+    context = ContextBuilder(
+        embedder, instructions, examples, index, CipherRetriever(index, preferences, aggregator)
+    )
+    writer = ProfileWriter(
+        embedder, instructions, examples, users, index, forget_user=[aggregator.forget_user]
+    )
+    worker = EditWorker(edits, model, index, max_attempts=settings.edit_max_attempts)
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     return Ports(
         settings=settings,
@@ -122,9 +144,23 @@ def build_ports(
         keys=keys,
         users=users,
         instructions=instructions,
-        index=index,
         examples=examples,
-        writer=ProfileWriter(embedder, instructions, examples, users, index),
+        edits=edits,
+        preferences=preferences,
+        index=index,
+        writer=writer,
         context=context,
-        chat=ChatService(context, backend or build_backend(settings), context_window=window),
+        chat=ChatService(context, model, context_window=window),
+        edit_service=EditService(
+            embedder,
+            edits,
+            preferences,
+            writer,
+            index,
+            worker,
+            trivial_distance=settings.edit_trivial_distance,
+            queue_limit=settings.edit_queue_limit,
+        ),
+        worker=worker,
+        aggregator=aggregator,
     )

@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     )
     selection_top_k: int = Field(10, ge=1, le=50, description="conditional instructions per turn")
     examples_top_k: int = Field(4, ge=0, le=10, description="preference examples per turn")
+    cipher_top_k: int = Field(5, ge=0, le=20, description="past edit contexts retrieved (CIPHER k)")
+    edit_trivial_distance: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="normalized edit distance at or below which nothing is inferred",
+    )
+    edit_queue_limit: int = Field(1000, ge=1, description="edits waiting per tenant before 429")
+    edit_max_attempts: int = Field(5, ge=1, le=50, description="inference tries per edit")
     token_budget: int = Field(600, ge=16, le=8000, description="approx tokens of profile per turn")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")

@@ -47,6 +47,7 @@ class InstructionStatus(StrEnum):
 class InstructionSource(StrEnum):
     user = "user"
     app = "app"
+    inferred = "inferred"  # promoted from a preference inferred from the user's edits
 
 
 class Tenant(SQLModel, table=True):
@@ -172,3 +173,72 @@ class PreferenceExample(SQLModel, table=True):
     prompt_embedding: bytes = Field(sa_type=sa.LargeBinary)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     valid_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class InferenceStatus(StrEnum):
+    pending = "pending"  # queued for the worker
+    running = "running"  # claimed by a worker (reset to pending on restart)
+    done = "done"  # a preference was inferred
+    skipped = "skipped"  # the edit was trivial: nothing to infer
+    failed = "failed"  # gave up after the retries
+
+
+class PreferenceStatus(StrEnum):
+    suggested = "suggested"  # inferred, applied, awaiting the user's review
+    accepted = "accepted"
+    rejected = "rejected"  # never applied again
+    promoted = "promoted"  # now a standing instruction; not applied twice
+
+
+class Edit(SQLModel, table=True):
+    """A user's edit of a model output (CIPHER). The context's embedding is stored with
+    the row; the inference job's state lives here too, so a restart loses nothing."""
+
+    __tablename__ = "edit"
+    __table_args__ = (sa.Index("ix_edit_queue", "inference_status", "next_attempt_at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    context: str = Field(max_length=8000)
+    draft: str = Field(max_length=16000)
+    edited: str = Field(max_length=16000)
+    task: str | None = Field(default=None, max_length=64)
+    applied_preference: str | None = Field(default=None, max_length=1000)
+    distance: float
+    created_by_key: uuid.UUID | None = None
+    embedding_model: str = Field(max_length=200)
+    embedding_dim: int
+    context_embedding: bytes = Field(sa_type=sa.LargeBinary)
+    inference_status: InferenceStatus = Field(sa_type=sa.String(16))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=500)
+    preference_id: uuid.UUID | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class InferredPreference(SQLModel, table=True):
+    """One version of a preference inferred from an edit; `preference_id` is stable."""
+
+    __tablename__ = "inferred_preference"
+    __table_args__ = (
+        sa.UniqueConstraint("preference_id", "version"),
+        sa.Index("ix_preference_scope_current", "tenant_id", "user_id", "valid_to"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    preference_id: uuid.UUID = Field(index=True)
+    version: int = 1
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    text: str = Field(max_length=1000)
+    status: PreferenceStatus = Field(sa_type=sa.String(16))
+    source_edit_id: uuid.UUID | None = None
+    promoted_instruction_id: uuid.UUID | None = None
+    created_by_key: uuid.UUID | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    valid_from: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    valid_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    superseded_by: uuid.UUID | None = None
