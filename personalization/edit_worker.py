@@ -72,8 +72,15 @@ class EditWorker:
                 log.exception("edit worker iteration failed")
                 worked = False
             if not worked:
-                self._wake.wait(self._poll_s)
+                self._wake.wait(self._idle_wait())
                 self._wake.clear()
+
+    def _idle_wait(self) -> float:
+        """Sleep until the next retry is due, or `poll_s` at most (new edits wake us)."""
+        due = self._edits.next_due_at()
+        if due is None:
+            return self._poll_s
+        return min(self._poll_s, max(0.0, (due - utcnow()).total_seconds()))
 
     def run_once(self) -> bool:
         """Process one due job; False when there was none."""

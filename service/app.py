@@ -14,7 +14,16 @@ from personalization.embedder import Embedder
 from service.errors import install_error_handlers
 from service.limits import BodySizeLimit
 from service.ports import build_ports
-from service.routes import chat, context, examples, health, instructions, tenants, users
+from service.routes import (
+    chat,
+    context,
+    edits,
+    examples,
+    health,
+    instructions,
+    tenants,
+    users,
+)
 from service.settings import Settings
 
 DESCRIPTION = """
@@ -59,6 +68,7 @@ def create_app(
         users.router,
         instructions.router,
         examples.router,
+        edits.router,
         context.router,
         chat.router,
     ):

@@ -10,14 +10,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from personalization.chat import ChatService
 from personalization.context import ContextBuilder
+from personalization.edits import EditService
 from personalization.profile_writes import ProfileWriter
 from service.ports import Ports
 from service.settings import Settings
+from store.edits import EditRepository
 from store.errors import Forbidden, Unauthorized
 from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import InstructionRepository
 from store.keys import KeyRepository
+from store.preferences import PreferenceRepository
 from store.scope import TenantScope, UserScope
 from store.users import UserRepository
 
@@ -54,6 +57,18 @@ def _examples(ports: PortsDep) -> ExampleRepository:
     return ports.examples
 
 
+def _edits(ports: PortsDep) -> EditRepository:
+    return ports.edits
+
+
+def _preferences(ports: PortsDep) -> PreferenceRepository:
+    return ports.preferences
+
+
+def _edit_service(ports: PortsDep) -> EditService:
+    return ports.edit_service
+
+
 def _writer(ports: PortsDep) -> ProfileWriter:
     return ports.writer
 
@@ -76,6 +91,9 @@ UsersDep = Annotated[UserRepository, Depends(_users)]
 InstructionsDep = Annotated[InstructionRepository, Depends(_instructions)]
 ExamplesDep = Annotated[ExampleRepository, Depends(_examples)]
 WriterDep = Annotated[ProfileWriter, Depends(_writer)]
+EditsDep = Annotated[EditRepository, Depends(_edits)]
+PreferencesDep = Annotated[PreferenceRepository, Depends(_preferences)]
+EditServiceDep = Annotated[EditService, Depends(_edit_service)]
 ContextDep = Annotated[ContextBuilder, Depends(_context)]
 IndexDep = Annotated[IndexManager, Depends(_index)]
 ChatDep = Annotated[ChatService, Depends(_chat)]

@@ -135,7 +135,13 @@ def build_ports(
     writer = ProfileWriter(
         embedder, instructions, examples, users, index, forget_user=[aggregator.forget_user]
     )
-    worker = EditWorker(edits, model, index, max_attempts=settings.edit_max_attempts)
+    worker = EditWorker(
+        edits,
+        model,
+        index,
+        max_attempts=settings.edit_max_attempts,
+        backoff_s=settings.edit_retry_backoff_s,
+    )
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     return Ports(
         settings=settings,

@@ -227,6 +227,121 @@ class ExampleList(BaseModel):
     offset: int
 
 
+# --- edits and inferred preferences (CIPHER) -----------------------------------------------
+
+MAX_EDIT_CONTEXT_CHARS = 8000
+MAX_EDIT_TEXT_CHARS = 16_000
+MAX_PREFERENCE_CHARS = 1000
+
+
+def _edit_context(value: str) -> str:
+    return clean_profile_text(value, max_chars=MAX_EDIT_CONTEXT_CHARS)
+
+
+def _edit_text(value: str) -> str:
+    return clean_profile_text(value, max_chars=MAX_EDIT_TEXT_CHARS)
+
+
+def _preference_text(value: str) -> str:
+    return clean_profile_text(value, max_chars=MAX_PREFERENCE_CHARS)
+
+
+EditContext = Annotated[
+    str, Field(max_length=MAX_EDIT_CONTEXT_CHARS * 2), AfterValidator(_edit_context)
+]
+EditText = Annotated[str, Field(max_length=MAX_EDIT_TEXT_CHARS * 2), AfterValidator(_edit_text)]
+PreferenceText = Annotated[
+    str, Field(max_length=MAX_PREFERENCE_CHARS * 2), AfterValidator(_preference_text)
+]
+
+
+class EditCreate(Request):
+    context: EditContext = Field(
+        description="what the draft answered (the user's request)",
+        examples=["Write a note to the team that the meeting moved to Thursday."],
+    )
+    draft: EditText = Field(examples=["Dear team, I wanted to let you know that..."])
+    edited: EditText = Field(
+        description="the draft as the user left it", examples=["Meeting moved to Thu."]
+    )
+    task: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    applied_preference: PreferenceText | None = Field(
+        None,
+        description="the inferred preference that conditioned the draft (from /context); "
+        "kept as accepted when the user did not edit",
+    )
+
+
+class PreferencePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID = Field(validation_alias="preference_id")
+    version: int
+    text: str
+    status: str
+    source_edit_id: uuid.UUID | None
+    promoted_instruction_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime = Field(validation_alias="valid_from")
+
+
+class PreferenceVersion(PreferencePublic):
+    version_id: uuid.UUID = Field(validation_alias="id")
+    valid_to: datetime | None
+    superseded_by: uuid.UUID | None
+
+
+class PreferenceList(BaseModel):
+    items: list[PreferencePublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class PreferenceHistory(BaseModel):
+    id: uuid.UUID
+    versions: list[PreferenceVersion]
+
+
+class PreferenceUpdate(Request):
+    text: PreferenceText | None = None
+    status: Literal["suggested", "accepted", "rejected"] | None = None
+
+
+class PreferencePromote(Request):
+    applies_when: ConditionText | None = None
+    always_on: bool = False
+
+
+class PreferencePromoted(BaseModel):
+    preference: PreferencePublic
+    instruction: InstructionPublic
+
+
+class EditPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    context: str
+    draft: str
+    edited: str
+    task: str | None
+    distance: float = Field(description="normalized word edit distance, 0..1")
+    inference_status: Literal["pending", "running", "done", "skipped", "failed"]
+    attempts: int
+    last_error: str | None
+    preference_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EditList(BaseModel):
+    items: list[EditPublic]
+    total: int
+    limit: int
+    offset: int
+
+
 # --- per-turn context -------------------------------------------------------------------
 
 
@@ -267,6 +382,7 @@ class ContextRequest(Request):
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="cosine needed to apply")
     token_budget: int | None = Field(None, ge=16, le=8000, description="approx tokens of profile")
     examples_k: int | None = Field(None, ge=0, le=10, description="nearest preference examples")
+    cipher_k: int | None = Field(None, ge=0, le=20, description="nearest past edits (CIPHER)")
 
     model_config = ConfigDict(
         extra="forbid",
@@ -300,6 +416,13 @@ class AppliedExample(BaseModel):
     score: float = Field(description="cosine of its prompt to the turn")
 
 
+class AppliedPreference(BaseModel):
+    text: str = Field(description="aggregated from the preferences of the nearest past edits")
+    preference_ids: list[uuid.UUID]
+    edit_ids: list[uuid.UUID]
+    aggregated_by_model: bool
+
+
 class SystemMessage(BaseModel):
     role: Literal["system"] = "system"
     content: str
@@ -315,6 +438,7 @@ class ContextResponse(BaseModel):
     instructions: list[AppliedInstruction]
     omitted: list[OmittedInstruction]
     examples: list[AppliedExample]
+    inferred_preference: AppliedPreference | None
     system_message: SystemMessage | None = Field(
         description="add after the app's own system prompt; null when nothing applies"
     )
@@ -373,10 +497,10 @@ class ChatCompletionRequest(Request):
 
 class ProfileItemUsed(BaseModel):
     id: uuid.UUID
-    kind: Literal["standing_instruction", "preference_example"]
-    version: int
+    kind: Literal["standing_instruction", "preference_example", "inferred_preference"]
+    version: int | None = Field(description="null for an aggregated inferred preference")
     reason: str
-    score: float
+    score: float | None = Field(description="null where no similarity applies")
 
 
 class TailorInfo(BaseModel):

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     )
     edit_queue_limit: int = Field(1000, ge=1, description="edits waiting per tenant before 429")
     edit_max_attempts: int = Field(5, ge=1, le=50, description="inference tries per edit")
+    edit_retry_backoff_s: float = Field(
+        2.0, gt=0, description="first retry delay; doubles per attempt"
+    )
     token_budget: int = Field(600, ge=16, le=8000, description="approx tokens of profile per turn")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")

@@ -151,6 +151,15 @@ class EditRepository:
             session.commit()
             return int(result.rowcount)
 
+    def next_due_at(self) -> datetime | None:
+        """When the earliest pending job becomes due (None: the queue is empty)."""
+        with Session(self._engine) as session:
+            return session.exec(
+                select(sa.func.min(Edit.next_attempt_at)).where(
+                    col(Edit.inference_status) == InferenceStatus.pending
+                )
+            ).one()
+
     def claim_next(self, now: datetime | None = None) -> Edit | None:
         now = now or utcnow()
         with Session(self._engine, expire_on_commit=False) as session:

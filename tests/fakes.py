@@ -75,3 +75,35 @@ class RecordingBackend:
         for i, word in enumerate(words):
             yield Delta(text=word if i == 0 else " " + word)
         yield Delta(finish_reason="stop")
+
+
+class RuleBackend(RecordingBackend):
+    """Answers CIPHER's prompts by rule, so tests can predict the phrases: inference
+    says "prefers shorter text" or "prefers longer text"; aggregation joins the items
+    it was given. `fail_first` makes the first N calls raise BackendUnavailable."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        super().__init__()
+        self.fail_first = fail_first
+        self.calls = 0
+
+    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
+        from personalization.backends import BackendUnavailable
+
+        self.calls += 1
+        self.received.append(list(messages))
+        if self.calls <= self.fail_first:
+            raise BackendUnavailable("model down (scripted)")
+        prompt = messages[-1].content
+        if "User's edited version:" in prompt:
+            draft = prompt.split("Draft:\n", 1)[1].split("\n\nUser's edited version:", 1)[0]
+            edited = prompt.split("User's edited version:\n", 1)[1].split("\n\nIn one short", 1)[0]
+            text = (
+                '"Prefers shorter text."' if len(edited) < len(draft) else "Preference: longer text"
+            )
+        elif "Combine them" in prompt:
+            items = [line[2:] for line in prompt.splitlines() if line.startswith("- ")]
+            text = "combined: " + " + ".join(sorted(items))
+        else:
+            text = self.answer
+        return Completion(text=text, finish_reason="stop", model=self.model_id)

@@ -64,6 +64,7 @@ def _generation(body: ChatCompletionRequest, settings: Settings) -> GenerationSe
 
 
 def _tailor_info(scope: UserScope, prepared: PreparedChat) -> TailorInfo:
+    inferred = prepared.turn.inferred
     return TailorInfo(
         user_id=scope.external_id,
         profile_items=[
@@ -85,6 +86,16 @@ def _tailor_info(scope: UserScope, prepared: PreparedChat) -> TailorInfo:
                 score=round(e.score, 4),
             )
             for e in prepared.turn.examples
+        ]
+        + [
+            ProfileItemUsed(
+                id=preference_id,
+                kind="inferred_preference",
+                version=None,
+                reason="nearest_edit_context",
+                score=None,
+            )
+            for preference_id in (inferred.preference_ids if inferred else ())
         ],
     )
 
@@ -124,6 +135,7 @@ def chat_completions(
         top_k=settings.selection_top_k,
         token_budget=settings.token_budget,
         examples_k=settings.examples_top_k,
+        cipher_k=settings.cipher_top_k,
     )
     generation = _generation(body, settings)
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]

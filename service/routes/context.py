@@ -8,6 +8,7 @@ from service.deps import ContextDep, SettingsDep, UserScopeDep
 from service.schemas import (
     AppliedExample,
     AppliedInstruction,
+    AppliedPreference,
     ContextRequest,
     ContextResponse,
     EmbedderInfo,
@@ -38,6 +39,7 @@ def turn_context(
         top_k=body.top_k or settings.selection_top_k,
         token_budget=body.token_budget or settings.token_budget,
         examples_k=body.examples_k if body.examples_k is not None else settings.examples_top_k,
+        cipher_k=body.cipher_k if body.cipher_k is not None else settings.cipher_top_k,
     )
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
     turn = builder.build(scope, messages, options)
@@ -65,6 +67,16 @@ def turn_context(
             for o in turn.selection.omitted
         ],
         examples=[AppliedExample(id=e.example.id, score=round(e.score, 4)) for e in turn.examples],
+        inferred_preference=(
+            AppliedPreference(
+                text=turn.inferred.text,
+                preference_ids=list(turn.inferred.preference_ids),
+                edit_ids=list(turn.inferred.edit_ids),
+                aggregated_by_model=turn.inferred.aggregated_by_model,
+            )
+            if turn.inferred
+            else None
+        ),
         system_message=SystemMessage(content=turn.system_message) if turn.system_message else None,
         token_estimate=turn.tokens,
         embedder=EmbedderInfo(model=builder.embedder_id, dim=builder.embedder_dim),
