@@ -29,37 +29,60 @@ from store.scope import UserScope
 
 log = logging.getLogger("tailor.cipher")
 
+# Framed as style analysis: asked to "state the user's preference", SmolLM2-135M replies
+# with a refusal ("as a chatbot I cannot..."); asked to describe the rewritten text's
+# style it gives a usable phrase. Larger models do well with either.
+ANALYST = "You are a writing-style analyst."
 INFER_PROMPT = (
-    "An assistant wrote a draft and the user edited it.\n\n"
-    "Draft:\n{draft}\n\nUser's edited version:\n{edited}\n\n"
-    "In one short phrase (at most 12 words), state the user's preference about style, "
-    "format or content that explains the edit. Reply with the phrase only."
+    "Original text: {draft}\n\nRewritten text: {edited}\n\n"
+    "Describe the style of the rewritten text in 3 to 8 words."
 )
 AGGREGATE_PROMPT = (
-    "Here are preferences a user showed in earlier edits:\n{items}\n\n"
-    "Combine them into one short phrase (at most 20 words) that keeps what they agree on. "
-    "Reply with the phrase only."
+    "These notes each describe the writing style a reader prefers:\n{items}\n\n"
+    "Summarise what they have in common in 3 to 12 words."
 )
 INFER_SETTINGS = GenerationSettings(max_tokens=40, temperature=0.0, seed=0)
 PHRASE_CHARS = 200
-_LEAD = re.compile(r"^(?:preference|phrase|answer|the user prefers?)\s*[:\-]\s*", re.IGNORECASE)
+PHRASE_WORDS = 20
+_LEAD = re.compile(
+    r"^(?:(?:preference|phrase|answer|style|summary)\s*[:\-]\s*"
+    r"|the user prefers?\s*:?\s*"
+    r"|(?:the\s+)?(?:rewritten|revised|edited)\s+(?:text|version)\s+(?:is|has|uses)\s+"
+    r"|(?:they|the notes)\s+(?:all\s+)?(?:share|prefer|describe)\s+)",
+    re.IGNORECASE,
+)
+_REFUSAL = re.compile(
+    r"^(?:i'?m sorry|i am sorry|sorry|as an ai|as a chatbot"
+    r"|i can(?:no|')t|i'?m unable|i am unable)",
+    re.IGNORECASE,
+)
 DRAFT_CHARS = 3000  # of draft and edit each, in the inference prompt
 
 
 def clean_phrase(text: str) -> str | None:
-    """The first non-empty line, without quotes, labels or list markers; None if empty."""
+    """The first sentence of the first non-empty line, without quotes, labels, list
+    markers or a restatement of the question, at most 20 words. None for nothing usable,
+    including refusals: storing "I'm sorry, as a chatbot..." as a user's preference
+    would be worse than storing nothing (the job is retried, then marked failed)."""
     for line in text.splitlines():
         phrase = line.strip().strip("\"'`*").strip()
         phrase = re.sub(r"^(?:[-*•]|\d+[.)])\s*", "", phrase)
         phrase = _LEAD.sub("", phrase).strip().strip("\"'").strip()
-        if phrase:
-            return phrase[:PHRASE_CHARS].rstrip()
+        if not phrase:
+            continue
+        if _REFUSAL.match(phrase):
+            return None
+        phrase = re.split(r"(?<=[.!?])\s", phrase, maxsplit=1)[0]
+        words = phrase.split()
+        if len(words) > PHRASE_WORDS:
+            phrase = " ".join(words[:PHRASE_WORDS])
+        return phrase[:PHRASE_CHARS].rstrip() or None
     return None
 
 
 def infer_messages(draft: str, edited: str) -> list[ChatMessage]:
     prompt = INFER_PROMPT.format(draft=draft[:DRAFT_CHARS], edited=edited[:DRAFT_CHARS])
-    return [ChatMessage("user", prompt)]
+    return [ChatMessage("system", ANALYST), ChatMessage("user", prompt)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +133,11 @@ class PreferenceAggregator:
         try:
             self.model_calls += 1
             done = self._backend.complete(
-                [ChatMessage("user", AGGREGATE_PROMPT.format(items=items))], INFER_SETTINGS
+                [
+                    ChatMessage("system", ANALYST),
+                    ChatMessage("user", AGGREGATE_PROMPT.format(items=items)),
+                ],
+                INFER_SETTINGS,
             )
             phrase = clean_phrase(done.text)
         except TailorError as exc:

@@ -82,13 +82,14 @@ def start_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     def start(
         embedder: Embedder | None = None,
         data_dir: Path | None = None,
-        backend: ModelBackend | None = None,
+        backend: ModelBackend | str | None = None,
         **overrides: Any,
     ) -> Api:
+        """`backend="default"` builds the configured one (the embedded model)."""
         settings = make_settings(data_dir or tmp_path / "data", **overrides)
-        app = create_app(
-            settings, embedder=embedder or HashingEmbedder(), backend=backend or RecordingBackend()
-        )
+        model = None if backend == "default" else backend or RecordingBackend()
+        assert not isinstance(model, str)
+        app = create_app(settings, embedder=embedder or HashingEmbedder(), backend=model)
         client = TestClient(app)
         client.__enter__()
         clients.append(client)

@@ -95,15 +95,14 @@ class RuleBackend(RecordingBackend):
         if self.calls <= self.fail_first:
             raise BackendUnavailable("model down (scripted)")
         prompt = messages[-1].content
-        if "User's edited version:" in prompt:
-            draft = prompt.split("Draft:\n", 1)[1].split("\n\nUser's edited version:", 1)[0]
-            edited = prompt.split("User's edited version:\n", 1)[1].split("\n\nIn one short", 1)[0]
-            text = (
-                '"Prefers shorter text."' if len(edited) < len(draft) else "Preference: longer text"
-            )
-        elif "Combine them" in prompt:
+        if "Rewritten text:" in prompt:
+            draft = prompt.split("Original text: ", 1)[1].split("\n\nRewritten text:", 1)[0]
+            edited = prompt.split("Rewritten text: ", 1)[1].split("\n\nDescribe", 1)[0]
+            shorter = len(edited) < len(draft)
+            text = '"Prefers shorter text."' if shorter else "Preference: longer text"
+        elif "have in common" in prompt:
             items = [line[2:] for line in prompt.splitlines() if line.startswith("- ")]
-            text = "combined: " + " + ".join(sorted(items))
+            text = "combined: " + " + ".join(sorted(i.rstrip(".") for i in items))
         else:
             text = self.answer
         return Completion(text=text, finish_reason="stop", model=self.model_id)

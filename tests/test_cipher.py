@@ -89,7 +89,7 @@ def test_next_turn_gets_the_aggregated_preference(cipher: Any) -> None:
     wait_edit(api, h, post_edit(api, h, draft=SHORT, edited=LONG)["id"])
     calls = backend.calls
     first = api.context(h, "alice", "tell the team the meeting moved")["inferred_preference"]
-    assert first["text"] == "combined: Prefers shorter text. + longer text"
+    assert first["text"] == "combined: Prefers shorter text + longer text"
     assert first["aggregated_by_model"] is True
     assert len(first["edit_ids"]) == 2
     assert backend.calls == calls + 1

@@ -84,3 +84,22 @@ def test_condition_focus_drops_the_shared_lead_in(condition: str, focus: str) ->
     from personalization.text import condition_focus
 
     assert condition_focus(condition) == focus
+
+
+@pytest.mark.parametrize(
+    ("raw", "phrase"),
+    [
+        ('"Prefers shorter text."', "Prefers shorter text."),
+        ("Preference: bullet points\nmore text", "bullet points"),
+        ("The rewritten text has a more formal tone. It also uses...", "a more formal tone."),
+        ("- concise, casual sentences", "concise, casual sentences"),
+        ("I'm sorry, but as a chatbot I cannot help with that.", None),
+        ("As an AI, I cannot", None),
+        ("   \n  ", None),
+        (" ".join(["word"] * 30), " ".join(["word"] * 20)),
+    ],
+)
+def test_clean_phrase(raw: str, phrase: str | None) -> None:
+    from personalization.cipher import clean_phrase
+
+    assert clean_phrase(raw) == phrase
