@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from store.models import ChangeLog
+from store.scope import UserScope
 
 
 def record_change(
@@ -54,3 +55,24 @@ class ChangeLogReader:
                 select(ChangeLog.user_id).where(col(ChangeLog.seq) > seq).distinct()
             ).all()
             return {row for row in rows if row is not None}
+
+
+def record_user_change(
+    session: Session,
+    scope: UserScope,
+    entity: str,
+    entity_id: uuid.UUID,
+    action: str,
+    version: int | None = None,
+) -> None:
+    """`record_change` for a write inside one user's profile."""
+    record_change(
+        session,
+        tenant_id=scope.tenant_id,
+        user_id=scope.user_id,
+        key_id=scope.key_id,
+        entity=entity,
+        entity_id=entity_id,
+        action=action,
+        version=version,
+    )

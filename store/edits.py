@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select, update
 
-from store.changes import record_change
+from store.changes import record_user_change
 from store.clock import utcnow
 from store.errors import NotFound
 from store.models import Edit, InferenceStatus, InferredPreference, PreferenceStatus
@@ -83,15 +83,7 @@ class EditRepository:
                 )
                 edit.preference_id = preference.preference_id
             session.add(edit)
-            record_change(
-                session,
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                key_id=scope.key_id,
-                entity="edit",
-                entity_id=edit.id,
-                action="created",
-            )
+            record_user_change(session, scope, "edit", edit.id, "created")
             session.commit()
             return edit, preference
 

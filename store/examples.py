@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from store.changes import record_change
+from store.changes import record_user_change
 from store.clock import utcnow
 from store.errors import NotFound
 from store.models import ExampleStatus, PreferenceExample
@@ -59,15 +59,7 @@ class ExampleRepository:
                 prompt_embedding=embedding,
             )
             session.add(row)
-            record_change(
-                session,
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                key_id=scope.key_id,
-                entity="example",
-                entity_id=row.id,
-                action="created",
-            )
+            record_user_change(session, scope, "example", row.id, "created")
             session.commit()
             return row
 
@@ -119,15 +111,7 @@ class ExampleRepository:
             row.status = ExampleStatus.deleted
             row.valid_to = utcnow()
             session.add(row)
-            record_change(
-                session,
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                key_id=scope.key_id,
-                entity="example",
-                entity_id=row.id,
-                action="deleted",
-            )
+            record_user_change(session, scope, "example", row.id, "deleted")
             session.commit()
             return row
 

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from store.changes import record_change
+from store.changes import record_user_change
 from store.clock import utcnow
-from store.errors import Conflict, NotFound
+from store.errors import NotFound
 from store.models import Instruction, InstructionSource, InstructionStatus
 from store.scope import UserScope
 from store.vector_index import Entry, decode_vector
+from store.versioning import commit_next_version
 
 _NOT_FOUND = "no such instruction"
 COLLECTION = "instruction"
@@ -82,21 +82,6 @@ def _current_row(session: Session, scope: UserScope, instruction_id: uuid.UUID) 
     return row
 
 
-def _log(
-    session: Session, scope: UserScope, instruction_id: uuid.UUID, action: str, version: int
-) -> None:
-    record_change(
-        session,
-        tenant_id=scope.tenant_id,
-        user_id=scope.user_id,
-        key_id=scope.key_id,
-        entity="instruction",
-        entity_id=instruction_id,
-        action=action,
-        version=version,
-    )
-
-
 class InstructionRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -127,7 +112,7 @@ class InstructionRepository:
                 condition_embedding=embeddings.condition,
             )
             session.add(row)
-            _log(session, scope, row.instruction_id, "created", 1)
+            record_user_change(session, scope, "instruction", row.instruction_id, "created", 1)
             session.commit()
             return row
 
@@ -217,19 +202,9 @@ class InstructionRepository:
                 created_at=old.created_at,
                 valid_from=now,
             )
-            old.valid_to = now
-            old.superseded_by = new.id
-            session.add(old)
-            session.add(new)
-            _log(session, scope, instruction_id, "updated", new.version)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                raise Conflict(
-                    "the instruction was changed concurrently; read it and retry",
-                    code="concurrent_update",
-                ) from None
+            commit_next_version(
+                session, scope, old, new, entity="instruction", item_id=instruction_id, now=now
+            )
             return old, new
 
     def delete(self, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
@@ -238,7 +213,9 @@ class InstructionRepository:
             row.status = InstructionStatus.deleted
             row.valid_to = utcnow()
             session.add(row)
-            _log(session, scope, instruction_id, "deleted", row.version)
+            record_user_change(
+                session, scope, "instruction", instruction_id, "deleted", row.version
+            )
             session.commit()
             return row
 

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from store.changes import record_change
+from store.changes import record_user_change
 from store.clock import utcnow
-from store.errors import Conflict, NotFound
+from store.errors import NotFound
 from store.models import Edit, InferredPreference, PreferenceStatus
 from store.scope import UserScope
+from store.versioning import commit_next_version
 
 _NOT_FOUND = "no such preference"
 APPLICABLE = (PreferenceStatus.suggested, PreferenceStatus.accepted)
@@ -57,16 +57,7 @@ def new_preference(
         created_by_key=scope.key_id,
     )
     session.add(row)
-    record_change(
-        session,
-        tenant_id=scope.tenant_id,
-        user_id=scope.user_id,
-        key_id=scope.key_id,
-        entity="preference",
-        entity_id=row.preference_id,
-        action="created",
-        version=1,
-    )
+    record_user_change(session, scope, "preference", row.preference_id, "created", 1)
     return row
 
 
@@ -133,28 +124,9 @@ class PreferenceRepository:
                 created_at=old.created_at,
                 valid_from=now,
             )
-            old.valid_to = now
-            old.superseded_by = new.id
-            session.add(old)
-            session.add(new)
-            record_change(
-                session,
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                key_id=scope.key_id,
-                entity="preference",
-                entity_id=preference_id,
-                action="updated",
-                version=new.version,
+            commit_next_version(
+                session, scope, old, new, entity="preference", item_id=preference_id, now=now
             )
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                raise Conflict(
-                    "the preference was changed concurrently; read it and retry",
-                    code="concurrent_update",
-                ) from None
             return new
 
     def applicable_for_edits(
