@@ -33,9 +33,7 @@ class ToyWorld(RecordingBackend):
         last = messages[-1].content
         if last.startswith("Text:\n"):  # the user's yes/no
             text = "yes" if last.split("\n")[1] == "short" else "no"
-        elif last.startswith("Rewrite this as") or "Rewritten text:" in last:
-            text = "short"
-        elif "have in common" in last:
+        elif any(cue in last for cue in ("Rewrite this as", "Rewritten text:", "have in common")):
             text = "short"
         else:
             text = "short" if "short" in prompt.split(last)[0] else "long draft words here"
