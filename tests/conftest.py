@@ -13,6 +13,7 @@ from personalization.embedder import Embedder
 from service.app import create_app
 from service.settings import Settings
 from tests.fakes import HashingEmbedder, RecordingBackend
+from tests.postgres import PostgresServer
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef-0123"
 
@@ -74,9 +75,26 @@ class Api:
 AppFactory = Callable[..., Iterator[Api]]
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """Every test that starts the app runs on SQLite and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
 @pytest.fixture
-def start_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Start (and on exit stop) an app on a data folder; call again to restart it."""
+def start_app(tmp_path: Path, database_url: str | None) -> Iterator[Callable[..., Any]]:
+    """Start (and on exit stop) an app on a data folder and database; call again to
+    restart it on the same ones."""
     clients: list[TestClient] = []
 
     def start(
@@ -86,6 +104,7 @@ def start_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
         **overrides: Any,
     ) -> Api:
         """`backend="default"` builds the configured one (the embedded model)."""
+        overrides.setdefault("database_url", database_url)
         settings = make_settings(data_dir or tmp_path / "data", **overrides)
         model = None if backend == "default" else backend or RecordingBackend()
         assert not isinstance(model, str)
