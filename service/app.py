@@ -21,6 +21,7 @@ from service.routes import (
     examples,
     health,
     instructions,
+    privacy,
     tenants,
     users,
 )
@@ -71,6 +72,7 @@ def create_app(
         edits.router,
         context.router,
         chat.router,
+        privacy.router,
     ):
         app.include_router(router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from personalization.chat import ChatService
 from personalization.context import ContextBuilder
 from personalization.edits import EditService
+from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from service.ports import Ports
 from service.settings import Settings
@@ -69,6 +70,10 @@ def _edit_service(ports: PortsDep) -> EditService:
     return ports.edit_service
 
 
+def _importer(ports: PortsDep) -> ProfileImporter:
+    return ports.importer
+
+
 def _writer(ports: PortsDep) -> ProfileWriter:
     return ports.writer
 
@@ -94,6 +99,7 @@ WriterDep = Annotated[ProfileWriter, Depends(_writer)]
 EditsDep = Annotated[EditRepository, Depends(_edits)]
 PreferencesDep = Annotated[PreferenceRepository, Depends(_preferences)]
 EditServiceDep = Annotated[EditService, Depends(_edit_service)]
+ImporterDep = Annotated[ProfileImporter, Depends(_importer)]
 ContextDep = Annotated[ContextBuilder, Depends(_context)]
 IndexDep = Annotated[IndexManager, Depends(_index)]
 ChatDep = Annotated[ChatService, Depends(_chat)]

@@ -16,6 +16,7 @@ from personalization.context import ContextBuilder
 from personalization.edit_worker import EditWorker
 from personalization.edits import EditService
 from personalization.embedder import Embedder
+from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from service.settings import Settings
 from store.changes import ChangeLogReader
@@ -50,6 +51,7 @@ class Ports:
     edit_service: EditService
     worker: EditWorker
     aggregator: PreferenceAggregator
+    importer: ProfileImporter
     _stop: threading.Event = field(default_factory=threading.Event)
     _snapshotter: threading.Thread | None = None
 
@@ -169,4 +171,5 @@ def build_ports(
         ),
         worker=worker,
         aggregator=aggregator,
+        importer=ProfileImporter(embedder, writer, edits, index),
     )

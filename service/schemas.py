@@ -535,3 +535,84 @@ class ChatCompletionResponse(BaseModel):
     choices: list[Choice]
     usage: Usage
     tailor: TailorInfo
+
+
+# --- export and import -------------------------------------------------------------------
+
+MAX_IMPORT_ITEMS = 10_000
+
+
+class ProfileExport(BaseModel):
+    """Every stored row about the user (all versions, deleted ones, edits, audit), as
+    JSON objects; embeddings are omitted (derived, recomputed on import)."""
+
+    format: Literal["tailor-export-v1"]
+    exported_at: datetime
+    user: dict[str, Any]
+    instructions: list[dict[str, Any]]
+    examples: list[dict[str, Any]]
+    edits: list[dict[str, Any]]
+    preferences: list[dict[str, Any]]
+    audit: list[dict[str, Any]]
+
+
+class _Imported(BaseModel):
+    """Rows of an export; ids and timestamps beyond these are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ImportedInstruction(_Imported):
+    instruction_id: uuid.UUID
+    version: int = Field(ge=1)
+    text: InstructionText
+    applies_when: ConditionText | None = None
+    always_on: bool = False
+    status: Literal["active", "disabled", "deleted"]
+    source: Literal["user", "app", "inferred"] = "app"
+
+
+class ImportedExample(_Imported):
+    prompt: ExamplePrompt
+    chosen: ExampleAnswer
+    rejected: ExampleAnswer
+    valid_to: datetime | None = None
+
+
+class ImportedEdit(_Imported):
+    context: EditContext
+    draft: EditText
+    edited: EditText
+    task: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    applied_preference: PreferenceText | None = None
+    distance: float = Field(ge=0, le=1)
+    inference_status: Literal["pending", "running", "done", "skipped", "failed"]
+    attempts: int = Field(0, ge=0, le=1000)
+    last_error: str | None = Field(None, max_length=500)
+    preference_id: uuid.UUID | None = None
+
+
+class ImportedPreference(_Imported):
+    preference_id: uuid.UUID
+    version: int = Field(ge=1)
+    text: PreferenceText
+    status: Literal["suggested", "accepted", "rejected", "promoted"]
+
+
+class ProfileImport(BaseModel):
+    """An export document (as `GET .../export` returns it) to restore into this user."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format: Literal["tailor-export-v1"]
+    instructions: list[ImportedInstruction] = Field([], max_length=MAX_IMPORT_ITEMS)
+    examples: list[ImportedExample] = Field([], max_length=MAX_IMPORT_ITEMS)
+    edits: list[ImportedEdit] = Field([], max_length=MAX_IMPORT_ITEMS)
+    preferences: list[ImportedPreference] = Field([], max_length=MAX_IMPORT_ITEMS * 2)
+
+
+class ImportResult(BaseModel):
+    instructions: int
+    examples: int
+    edits: int
+    preferences: int

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -86,6 +87,48 @@ class EditRepository:
             record_user_change(session, scope, "edit", edit.id, "created")
             session.commit()
             return edit, preference
+
+    def restore(
+        self,
+        scope: UserScope,
+        *,
+        fields: dict[str, Any],
+        model: str,
+        dim: int,
+        embedding: bytes,
+        preference: tuple[str, PreferenceStatus] | None,
+    ) -> Edit:
+        """Re-create an exported edit (and its preference's current text and status)
+        for this user; unfinished inference is queued again."""
+        status = InferenceStatus(fields["inference_status"])
+        if status in (InferenceStatus.pending, InferenceStatus.running):
+            status = InferenceStatus.pending
+        with Session(self._engine, expire_on_commit=False) as session:
+            edit = Edit(
+                tenant_id=scope.tenant_id,
+                user_id=scope.user_id,
+                context=fields["context"],
+                draft=fields["draft"],
+                edited=fields["edited"],
+                task=fields.get("task"),
+                applied_preference=fields.get("applied_preference"),
+                distance=float(fields["distance"]),
+                created_by_key=scope.key_id,
+                embedding_model=model,
+                embedding_dim=dim,
+                context_embedding=embedding,
+                inference_status=status,
+                attempts=int(fields.get("attempts", 0)),
+                last_error=fields.get("last_error"),
+            )
+            if preference is not None:
+                text, pref_status = preference
+                row = new_preference(session, scope, text=text, status=pref_status, edit_id=edit.id)
+                edit.preference_id = row.preference_id
+            session.add(edit)
+            record_user_change(session, scope, "edit", edit.id, "imported")
+            session.commit()
+            return edit
 
     def get(self, scope: UserScope, edit_id: uuid.UUID) -> Edit:
         with Session(self._engine) as session:

@@ -1,0 +1,41 @@
+"""Export everything stored about a user; restore a profile from such an export."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.deps import ImporterDep, PortsDep, UserScopeDep
+from service.schemas import ErrorResponse, ImportResult, ProfileExport, ProfileImport
+from store.export import export_user
+
+router = APIRouter(
+    prefix="/v1/users/{user_id}",
+    tags=["privacy"],
+    responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
+)
+
+
+@router.get(
+    "/export",
+    response_model=ProfileExport,
+    summary="Everything stored about the user: every version, edits, examples, audit",
+)
+def export_profile(scope: UserScopeDep, ports: PortsDep) -> ProfileExport:
+    return ProfileExport.model_validate(export_user(ports.engine, scope))
+
+
+@router.post(
+    "/import",
+    status_code=201,
+    response_model=ImportResult,
+    summary="Restore a profile from an export into this user (re-embedded)",
+    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+)
+def import_profile(body: ProfileImport, scope: UserScopeDep, importer: ImporterDep) -> ImportResult:
+    counts = importer.restore(scope, body.model_dump(mode="json"))
+    return ImportResult(
+        instructions=counts.instructions,
+        examples=counts.examples,
+        edits=counts.edits,
+        preferences=counts.preferences,
+    )
