@@ -99,6 +99,10 @@ class IndexManager:
                 self.last_load = f"rebuilt: {exc}"
             self.state = IndexState.ready
             log.info("vector index ready (%s, %d vectors)", self.last_load, self.cache.count())
+            if self.last_load != "snapshot":
+                # Replace the rejected (or missing) snapshot now, not at the next tick:
+                # a known-bad file should not outlive the rebuild that replaced it.
+                self.snapshot(force=True)
         except Exception:
             self.state = IndexState.failed
             log.exception("vector index failed to load")

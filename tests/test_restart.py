@@ -185,3 +185,16 @@ def test_deleting_a_user_leaves_no_rows_behind(start_app: Any) -> None:
         ).all()
         assert [row[0] for row in logged] == ["deleted"]  # one id-only tombstone
     assert not ports.index.cache.has_user(bob)
+
+
+def test_rebuild_replaces_the_bad_snapshot_at_once(start_app: Any, tmp_path: Path) -> None:
+    first = start_app()
+    _fill(first)
+    _stop(first)
+    folder = tmp_path / "data" / "index"
+    data = next(folder.glob("index-*.npz"))
+    data.write_bytes(data.read_bytes()[:64])
+    second = start_app()
+    assert _index(second).last_load.startswith("rebuilt")
+    manifest, entries = read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)
+    assert len(entries) == _index(second).cache.count() == 14
