@@ -196,5 +196,5 @@ def test_rebuild_replaces_the_bad_snapshot_at_once(start_app: Any, tmp_path: Pat
     data.write_bytes(data.read_bytes()[:64])
     second = start_app()
     assert _index(second).last_load.startswith("rebuilt")
-    manifest, entries = read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)
+    _, entries = read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)
     assert len(entries) == _index(second).cache.count() == 14
