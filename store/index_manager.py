@@ -97,12 +97,12 @@ class IndexManager:
                 self.state = IndexState.rebuilding
                 self.rebuild_all()
                 self.last_load = f"rebuilt: {exc}"
+            if self.last_load != "snapshot":
+                # Replace the rejected (or missing) snapshot before reporting ready: a
+                # known-bad file should not outlive the rebuild that replaced it.
+                self._write_snapshot()
             self.state = IndexState.ready
             log.info("vector index ready (%s, %d vectors)", self.last_load, self.cache.count())
-            if self.last_load != "snapshot":
-                # Replace the rejected (or missing) snapshot now, not at the next tick:
-                # a known-bad file should not outlive the rebuild that replaced it.
-                self.snapshot(force=True)
         except Exception:
             self.state = IndexState.failed
             log.exception("vector index failed to load")
@@ -152,6 +152,9 @@ class IndexManager:
         """Write a snapshot if anything changed since the last one (or if forced)."""
         if not self.ready or not (force or self._dirty_since_snapshot):
             return None
+        return self._write_snapshot()
+
+    def _write_snapshot(self) -> Manifest | None:
         with self.write_lock:
             last_seq = self._changes.last_seq()
             entries = list(self.cache.entries())
