@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
@@ -25,7 +26,23 @@ from service.routes import (
     tenants,
     users,
 )
+from service.schemas import ErrorResponse
 from service.settings import Settings
+from service.strict_query import reject_unknown_query
+
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in [
+        (400, "the body is not decodable (e.g. invalid UTF-8)"),
+        (401, "missing, unknown, revoked or expired API key"),
+        (403, "the key may not do this (e.g. a user-bound key on a tenant route)"),
+        (404, "no such object in the caller's scope"),
+        (413, "request body too large"),
+        (422, "the request does not match the schema"),
+        (429, "too busy: retry after Retry-After seconds"),
+        (503, "not ready yet, or the model is unavailable"),
+    ]
+}
 
 DESCRIPTION = """
 Tailor keeps a profile for each end user of your app and returns, on every chat turn,
@@ -61,10 +78,11 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     install_error_handlers(app)
+    app.include_router(health.router)
     for router in (
-        health.router,
         tenants.router,
         users.router,
         instructions.router,
@@ -74,6 +92,6 @@ def create_app(
         chat.router,
         privacy.router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=COMMON_ERRORS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -5,6 +5,7 @@ No stack trace ever leaves the process."""
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,6 +39,7 @@ STATUS_FOR: dict[type[TailorError], int] = {
 }
 
 _HTTP_CODES = {
+    400: "malformed_body",
     404: "not_found",
     405: "method_not_allowed",
     413: "body_too_large",
@@ -82,11 +84,36 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Starlette's 405 names only the first route that matched the path; a path served
+    by several routes (GET and POST /v1/keys) must list them all. The documented paths
+    are the source of truth."""
+    patterns: list[tuple[re.Pattern[str], list[str]]] | None = getattr(
+        request.app.state, "allow_patterns", None
+    )
+    if patterns is None:
+        patterns = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$"),
+                [method.upper() for method in operations],
+            )
+            for path, operations in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.allow_patterns = patterns
+    methods = {
+        m for pattern, allowed in patterns if pattern.match(request.url.path) for m in allowed
+    }
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
     return JSONResponse(
-        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
     )
 
 

@@ -12,6 +12,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from personalization.text import clean_profile_text
 from service.deps import USER_ID_PATTERN
 
+# Profile text must contain a visible character; the cleaners also reject zero-width,
+# bidi and control characters, which JSON Schema cannot express.
+VISIBLE = r"\S"
 MAX_INSTRUCTION_CHARS = 1000
 MAX_CONDITION_CHARS = 500
 MAX_MESSAGES = 200
@@ -42,12 +45,22 @@ def _condition_or_clear(value: str) -> str:
 
 InstructionText = Annotated[
     str,
-    Field(max_length=MAX_INSTRUCTION_CHARS * 2, examples=["Format plans as bullet points."]),
+    Field(
+        min_length=1,
+        max_length=MAX_INSTRUCTION_CHARS * 2,
+        pattern=VISIBLE,
+        examples=["Format plans as bullet points."],
+    ),
     AfterValidator(_instruction_text),
 ]
 ConditionText = Annotated[
     str,
-    Field(max_length=MAX_CONDITION_CHARS * 2, examples=["when I ask for a plan or itinerary"]),
+    Field(
+        min_length=1,
+        max_length=MAX_CONDITION_CHARS * 2,
+        pattern=VISIBLE,
+        examples=["when I ask for a plan or itinerary"],
+    ),
     AfterValidator(_condition_text),
 ]
 
@@ -197,10 +210,14 @@ class InstructionHistory(BaseModel):
 # --- few-shot preference examples -------------------------------------------------------
 
 ExamplePrompt = Annotated[
-    str, Field(max_length=MAX_EXAMPLE_PROMPT_CHARS * 2), AfterValidator(_example_prompt)
+    str,
+    Field(min_length=1, max_length=MAX_EXAMPLE_PROMPT_CHARS * 2, pattern=VISIBLE),
+    AfterValidator(_example_prompt),
 ]
 ExampleAnswer = Annotated[
-    str, Field(max_length=MAX_EXAMPLE_ANSWER_CHARS * 2), AfterValidator(_example_answer)
+    str,
+    Field(min_length=1, max_length=MAX_EXAMPLE_ANSWER_CHARS * 2, pattern=VISIBLE),
+    AfterValidator(_example_answer),
 ]
 
 
@@ -247,11 +264,19 @@ def _preference_text(value: str) -> str:
 
 
 EditContext = Annotated[
-    str, Field(max_length=MAX_EDIT_CONTEXT_CHARS * 2), AfterValidator(_edit_context)
+    str,
+    Field(min_length=1, max_length=MAX_EDIT_CONTEXT_CHARS * 2, pattern=VISIBLE),
+    AfterValidator(_edit_context),
 ]
-EditText = Annotated[str, Field(max_length=MAX_EDIT_TEXT_CHARS * 2), AfterValidator(_edit_text)]
+EditText = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_EDIT_TEXT_CHARS * 2, pattern=VISIBLE),
+    AfterValidator(_edit_text),
+]
 PreferenceText = Annotated[
-    str, Field(max_length=MAX_PREFERENCE_CHARS * 2), AfterValidator(_preference_text)
+    str,
+    Field(min_length=1, max_length=MAX_PREFERENCE_CHARS * 2, pattern=VISIBLE),
+    AfterValidator(_preference_text),
 ]
 
 

@@ -313,3 +313,30 @@ def test_openapi_documents_every_route_with_bounds(api: Api) -> None:
     assert context_schema["properties"]["messages"]["maxItems"] == 200
     assert context_schema["examples"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+
+
+def test_405_lists_every_method_of_the_path(api: Api) -> None:
+    h = api.tenant()
+    response = api.client.put("/v1/keys", headers=h)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) >= {"GET", "POST"}
+
+
+def test_undecodable_body_is_a_clear_400(api: Api) -> None:
+    h = api.tenant()
+    response = api.client.post(
+        "/v1/users",
+        content=b'{"id": "\xff\xfe"}',
+        headers={**h, "Content-Type": "application/json"},
+    )
+    assert response.status_code in (400, 422)
+    assert response.json()["error"]["code"] in {"malformed_body", "invalid_request"}
+
+
+def test_unknown_query_parameters_are_rejected(api: Api) -> None:
+    h = api.tenant()
+    response = api.client.get("/v1/users?limt=5", headers=h)
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "unknown_query_parameter"
+    assert "'limt'" in response.json()["error"]["message"]
+    assert api.client.get("/v1/users?limit=5", headers=h).status_code == 200
