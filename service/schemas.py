@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -23,45 +24,29 @@ MAX_EXAMPLE_PROMPT_CHARS = 8000
 MAX_EXAMPLE_ANSWER_CHARS = 16_000
 
 
-def _instruction_text(value: str) -> str:
-    return clean_profile_text(value, max_chars=MAX_INSTRUCTION_CHARS)
+def _text(max_chars: int, **field: Any) -> Any:
+    """Schema bounds for profile text (the raw input may be up to twice as long before
+    normalization trims it)."""
+    return Field(min_length=1, max_length=max_chars * 2, pattern=VISIBLE, **field)
 
 
-def _condition_text(value: str) -> str:
-    return clean_profile_text(value, max_chars=MAX_CONDITION_CHARS)
-
-
-def _example_prompt(value: str) -> str:
-    return clean_profile_text(value, max_chars=MAX_EXAMPLE_PROMPT_CHARS)
-
-
-def _example_answer(value: str) -> str:
-    return clean_profile_text(value, max_chars=MAX_EXAMPLE_ANSWER_CHARS)
+def _cleaned(max_chars: int) -> AfterValidator:
+    return AfterValidator(partial(clean_profile_text, max_chars=max_chars))
 
 
 def _condition_or_clear(value: str) -> str:
-    return "" if not value.strip() else _condition_text(value)
+    return "" if not value.strip() else clean_profile_text(value, max_chars=MAX_CONDITION_CHARS)
 
 
 InstructionText = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=MAX_INSTRUCTION_CHARS * 2,
-        pattern=VISIBLE,
-        examples=["Format plans as bullet points."],
-    ),
-    AfterValidator(_instruction_text),
+    _text(MAX_INSTRUCTION_CHARS, examples=["Format plans as bullet points."]),
+    _cleaned(MAX_INSTRUCTION_CHARS),
 ]
 ConditionText = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=MAX_CONDITION_CHARS * 2,
-        pattern=VISIBLE,
-        examples=["when I ask for a plan or itinerary"],
-    ),
-    AfterValidator(_condition_text),
+    _text(MAX_CONDITION_CHARS, examples=["when I ask for a plan or itinerary"]),
+    _cleaned(MAX_CONDITION_CHARS),
 ]
 
 
@@ -211,13 +196,13 @@ class InstructionHistory(BaseModel):
 
 ExamplePrompt = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_EXAMPLE_PROMPT_CHARS * 2, pattern=VISIBLE),
-    AfterValidator(_example_prompt),
+    _text(MAX_EXAMPLE_PROMPT_CHARS),
+    _cleaned(MAX_EXAMPLE_PROMPT_CHARS),
 ]
 ExampleAnswer = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_EXAMPLE_ANSWER_CHARS * 2, pattern=VISIBLE),
-    AfterValidator(_example_answer),
+    _text(MAX_EXAMPLE_ANSWER_CHARS),
+    _cleaned(MAX_EXAMPLE_ANSWER_CHARS),
 ]
 
 
@@ -251,32 +236,20 @@ MAX_EDIT_TEXT_CHARS = 16_000
 MAX_PREFERENCE_CHARS = 1000
 
 
-def _edit_context(value: str) -> str:
-    return clean_profile_text(value, max_chars=MAX_EDIT_CONTEXT_CHARS)
-
-
-def _edit_text(value: str) -> str:
-    return clean_profile_text(value, max_chars=MAX_EDIT_TEXT_CHARS)
-
-
-def _preference_text(value: str) -> str:
-    return clean_profile_text(value, max_chars=MAX_PREFERENCE_CHARS)
-
-
 EditContext = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_EDIT_CONTEXT_CHARS * 2, pattern=VISIBLE),
-    AfterValidator(_edit_context),
+    _text(MAX_EDIT_CONTEXT_CHARS),
+    _cleaned(MAX_EDIT_CONTEXT_CHARS),
 ]
 EditText = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_EDIT_TEXT_CHARS * 2, pattern=VISIBLE),
-    AfterValidator(_edit_text),
+    _text(MAX_EDIT_TEXT_CHARS),
+    _cleaned(MAX_EDIT_TEXT_CHARS),
 ]
 PreferenceText = Annotated[
     str,
-    Field(min_length=1, max_length=MAX_PREFERENCE_CHARS * 2, pattern=VISIBLE),
-    AfterValidator(_preference_text),
+    _text(MAX_PREFERENCE_CHARS),
+    _cleaned(MAX_PREFERENCE_CHARS),
 ]
 
 
