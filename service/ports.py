@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -112,10 +113,14 @@ def build_ports(
 ) -> Ports:
     engine = create_db_engine(settings.sqlalchemy_url)
     migrate(engine)
+    if embedder is None and settings.embedder_factory:
+        module, _, name = settings.embedder_factory.partition(":")
+        embedder = getattr(importlib.import_module(module), name)()
     if embedder is None:
         from personalization.embedder import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
+    assert embedder is not None
     model = backend or build_backend(settings)
     keys = KeyRepository(engine)
     users = UserRepository(engine)

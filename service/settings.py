@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         None, description="enables POST /v1/tenants; unset means tenants come from the CLI only"
     )
     embedder_device: str = Field("cpu", description="torch device for the embedder")
+    embedder_factory: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        description="module:callable returning another Embedder (default: packaged MiniLM)",
+    )
     selection_threshold: float = Field(
         0.35, ge=0.0, le=1.0, description="cosine a conditional instruction needs to apply"
     )
