@@ -90,7 +90,12 @@ def main() -> None:
     embedder = SentenceTransformerEmbedder()
     data = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
     port = free_port()
-    settings = Settings(data_dir=data, port=port, admin_token="bench-admin-token-" + "x" * 20)
+    settings = Settings(
+        data_dir=data,
+        port=port,
+        admin_token="bench-admin-token-" + "x" * 20,
+        rate_limit_per_minute=0,
+    )
     app = create_app(settings, embedder=embedder)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

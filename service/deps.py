@@ -106,10 +106,13 @@ ChatDep = Annotated[ChatService, Depends(_chat)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_scope(keys: KeysDep, credentials: Credentials) -> TenantScope:
+def get_scope(ports: PortsDep, credentials: Credentials) -> TenantScope:
     if credentials is None:
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
-    return keys.authenticate(credentials.credentials)
+    scope = ports.keys.authenticate(credentials.credentials)
+    if ports.rate_limiter is not None and scope.key_id is not None:
+        ports.rate_limiter.check(scope.key_id)
+    return scope
 
 
 ScopeDep = Annotated[TenantScope, Depends(get_scope)]

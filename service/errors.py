@@ -13,13 +13,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from personalization.backends import BackendBusy, BackendFailed, BackendUnavailable
+from personalization.backends import BackendFailed, BackendUnavailable
 from store.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
     NotFound,
     NotReady,
+    Overloaded,
     TailorError,
     Unauthorized,
 )
@@ -35,7 +36,7 @@ STATUS_FOR: dict[type[TailorError], int] = {
     InvalidInput: 422,
     BackendUnavailable: 503,
     BackendFailed: 502,
-    BackendBusy: 429,
+    Overloaded: 429,
 }
 
 _HTTP_CODES = {
@@ -68,7 +69,7 @@ async def _tailor_error(_request: Request, exc: Exception) -> JSONResponse:
     status = _status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status in (429, 503):
-        headers = {"Retry-After": "2"}
+        headers = {"Retry-After": str(exc.retry_after or 2)}
     return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
 
+from personalization.admission import AdmittedEmbedder, KeyRateLimiter
 from personalization.backends import ModelBackend
 from personalization.backends.gate import GatedBackend
 from personalization.chat import ChatService
@@ -53,6 +54,7 @@ class Ports:
     worker: EditWorker
     aggregator: PreferenceAggregator
     importer: ProfileImporter
+    rate_limiter: KeyRateLimiter | None
     _stop: threading.Event = field(default_factory=threading.Event)
     _snapshotter: threading.Thread | None = None
 
@@ -120,7 +122,7 @@ def build_ports(
         from personalization.embedder import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
-    assert embedder is not None
+    embedder = AdmittedEmbedder(embedder, max_waiting=settings.embed_max_waiting)
     model = backend or build_backend(settings)
     keys = KeyRepository(engine)
     users = UserRepository(engine)
@@ -177,4 +179,9 @@ def build_ports(
         worker=worker,
         aggregator=aggregator,
         importer=ProfileImporter(embedder, writer, edits, index),
+        rate_limiter=(
+            KeyRateLimiter(settings.rate_limit_per_minute)
+            if settings.rate_limit_per_minute
+            else None
+        ),
     )

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         2.0, gt=0, description="first retry delay; doubles per attempt"
     )
     token_budget: int = Field(600, ge=16, le=8000, description="approx tokens of profile per turn")
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="requests per API key per minute (bursts too); 0 = off"
+    )
+    embed_max_waiting: int = Field(
+        32, ge=1, le=4096, description="embedding calls running or queued before 429"
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")
     log_level: str = "INFO"

@@ -7,9 +7,12 @@ from __future__ import annotations
 class TailorError(Exception):
     code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
+        self.retry_after = retry_after
         if code is not None:
             self.code = code
 
@@ -36,3 +39,9 @@ class NotReady(TailorError):
 
 class InvalidInput(TailorError):
     code = "invalid_input"
+
+
+class Overloaded(TailorError):
+    """Refused at once rather than queued without bound: retry after `retry_after`."""
+
+    code = "overloaded"

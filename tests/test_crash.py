@@ -35,6 +35,7 @@ def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
         "TAILOR_EMBEDDER_FACTORY": "tests.fakes:HashingEmbedder",
         "TAILOR_SNAPSHOT_INTERVAL_S": "0.02",
         "TAILOR_LOG_LEVEL": "WARNING",
+        "TAILOR_RATE_LIMIT_PER_MINUTE": "0",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "service", "serve"],

@@ -38,7 +38,9 @@ def _serve() -> tuple[str, dict[str, str]]:
 
     data = Path(tempfile.mkdtemp(prefix="tailor-fuzz-"))
     app = create_app(
-        make_settings(data, max_body_bytes=5_000_000, edit_retry_backoff_s=0.01),
+        make_settings(
+            data, max_body_bytes=5_000_000, edit_retry_backoff_s=0.01, rate_limit_per_minute=0
+        ),
         embedder=HashingEmbedder(),
         backend=RuleBackend(),
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from personalization.messages import ChatMessage
-from store.errors import TailorError
+from store.errors import Overloaded, TailorError
 
 
 class BackendUnavailable(TailorError):
@@ -23,7 +23,7 @@ class BackendFailed(TailorError):
     code = "backend_error"
 
 
-class BackendBusy(TailorError):
+class BackendBusy(Overloaded):
     """Too many generations are waiting already: the caller should back off."""
 
     code = "model_busy"
