@@ -198,3 +198,19 @@ def test_rebuild_replaces_the_bad_snapshot_at_once(start_app: Any, tmp_path: Pat
     assert _index(second).last_load.startswith("rebuilt")
     _, entries = read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)
     assert len(entries) == _index(second).cache.count() == 14
+
+
+def test_snapshot_from_another_embedder_is_rebuilt(start_app: Any, caplog: Any) -> None:
+    from tests.fakes import HashingEmbedder
+
+    first = start_app()
+    h = _fill(first)
+    _stop(first)
+    second = start_app(embedder=HashingEmbedder(model_id="test/another-model"))
+    assert _index(second).last_load.startswith(
+        "rebuilt: snapshot is for embedder 'test/hashing-v1'"
+    )
+    assert "vector snapshot rejected" in caplog.text
+    # rows embedded by the old model are not mixed into the new model's space
+    assert _index(second).cache.count() == 0
+    assert second.context(h, "alice", "plan a trip")["instructions"][0]["reason"] == "always_on"

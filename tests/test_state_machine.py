@@ -19,12 +19,19 @@ from typing import Any
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from service.app import create_app
 from store.snapshot import read_snapshot
 from tests.conftest import ADMIN_TOKEN, Api, make_settings, wait_ready
 from tests.fakes import HashingEmbedder, RuleBackend
+from tests.postgres import PostgresServer
 
 TENANTS = ("ta", "tb")
 USERS = ("u1", "u2")
@@ -33,9 +40,12 @@ TOPICS = st.sampled_from(["travel plan", "dinner recipe", "python code", "email 
 
 
 class ProfileMachine(RuleBasedStateMachine):
+    postgres: PostgresServer | None = None  # set to run the same machine on PostgreSQL
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="tailor-sm-"))
+        self.database_url = self.postgres.new_database() if self.postgres else None
         self.embedder = HashingEmbedder()
         self.client = self._start()
         api = Api(self.client)
@@ -62,7 +72,9 @@ class ProfileMachine(RuleBasedStateMachine):
 
     def _start(self) -> TestClient:
         app = create_app(
-            make_settings(self.dir / "data", snapshot_interval_s=3600),
+            make_settings(
+                self.dir / "data", snapshot_interval_s=3600, database_url=self.database_url
+            ),
             embedder=self.embedder,
             backend=RuleBackend(),
         )
@@ -241,10 +253,20 @@ class ProfileMachine(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-ProfileMachine.TestCase.settings = settings(
+SETTINGS = settings(
     max_examples=25,
     stateful_step_count=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestProfileMachine = ProfileMachine.TestCase
+
+
+def test_state_machine_on_sqlite() -> None:
+    run_state_machine_as_test(ProfileMachine, settings=SETTINGS)
+
+
+def test_state_machine_on_postgres(postgres_server: PostgresServer) -> None:
+    class OnPostgres(ProfileMachine):
+        postgres = postgres_server
+
+    run_state_machine_as_test(OnPostgres, settings=SETTINGS)
