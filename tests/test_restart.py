@@ -214,3 +214,61 @@ def test_snapshot_from_another_embedder_is_rebuilt(start_app: Any, caplog: Any) 
     # rows embedded by the old model are not mixed into the new model's space
     assert _index(second).cache.count() == 0
     assert second.context(h, "alice", "plan a trip")["instructions"][0]["reason"] == "always_on"
+
+
+def test_not_ready_until_the_rebuild_finishes(
+    start_app: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from store.index_manager import IndexManager
+    from tests.conftest import make_settings
+    from tests.fakes import HashingEmbedder, RecordingBackend
+
+    first = start_app()
+    h = _fill(first)
+    _stop(first)
+    (tmp_path / "data" / "index" / "manifest.json").unlink()
+    release = threading.Event()
+    original = IndexManager.rebuild_all
+
+    def slow_rebuild(self: IndexManager) -> None:
+        release.wait(10)
+        original(self)
+
+    monkeypatch.setattr(IndexManager, "rebuild_all", slow_rebuild)
+    settings = make_settings(tmp_path / "data", database_url=_index_url(first))
+    with TestClient(
+        create_app(settings, embedder=HashingEmbedder(), backend=RecordingBackend())
+    ) as c:
+        ready = c.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "not_ready"
+        turn = c.post(
+            "/v1/users/alice/context",
+            json={"messages": [{"role": "user", "content": "hi"}]},
+            headers=h,
+        )
+        assert turn.status_code == 503
+        assert turn.json()["error"]["code"] == "not_ready"
+        assert turn.headers["retry-after"]
+        release.set()
+        deadline = __import__("time").monotonic() + 10
+        while c.get("/readyz").status_code != 200:
+            assert __import__("time").monotonic() < deadline
+        assert (
+            c.post(
+                "/v1/users/alice/context",
+                json={"messages": [{"role": "user", "content": "hi"}]},
+                headers=h,
+            ).status_code
+            == 200
+        )
+
+
+def _index_url(api: Api) -> str | None:
+    url: str | None = api.client.app.state.ports.settings.database_url  # type: ignore[attr-defined]
+    return url

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -237,6 +238,14 @@ class ProfileMachine(RuleBasedStateMachine):
         if not self.deleted_users:
             return
         ports = self.ports
+        with ports.engine.connect() as conn:
+            for table in ("instruction", "preference_example", "edit", "inferred_preference"):
+                left = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(sa.table(table, sa.column("user_id")))
+                    .where(sa.column("user_id").in_(self.deleted_users))
+                ).scalar()
+                assert left == 0, table
         for user_id in self.deleted_users:
             assert not ports.index.cache.has_user(user_id)
             assert user_id not in ports.aggregator.cached_users()
