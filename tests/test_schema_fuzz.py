@@ -27,7 +27,7 @@ from service.app import create_app
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.fakes import HashingEmbedder, RuleBackend
 
-CASES = int(os.environ.get("TAILOR_FUZZ_CASES", "100"))  # per operation
+CASES = int(os.environ.get("TAILOR_FUZZ_CASES", "150"))  # per operation
 
 
 def _serve() -> tuple[str, dict[str, str]]:
