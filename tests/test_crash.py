@@ -108,12 +108,21 @@ def test_sigkill_loop_keeps_every_acknowledged_write(tmp_path: Path) -> None:
     proc = _start(data, port)
     try:
         ready = _ready(base, proc)
-        listing = httpx.get(f"{base}/v1/users/u/instructions?limit=500", headers=h).json()
-        stored = {item["id"]: item for item in listing["items"]}
+        stored: dict[str, dict[str, object]] = {}
+        while True:  # page through everything (more than one page is normal here)
+            page = httpx.get(
+                f"{base}/v1/users/u/instructions",
+                params={"limit": 500, "offset": len(stored)},
+                headers=h,
+            ).json()
+            stored.update({item["id"]: item for item in page["items"]})
+            if not page["items"]:
+                break
+        assert len(stored) == page["total"]
         assert acknowledged <= set(stored), "an acknowledged write was lost"
         assert len(stored) <= len(acknowledged) + ROUNDS  # at most one in flight per kill
         for item in stored.values():  # nothing half-written
-            number = item["text"].removeprefix("rule ")
+            number = str(item["text"]).removeprefix("rule ")
             assert item["applies_when"] == f"topic {number}"
             assert item["version"] == 1
         assert ready["vectors"] == 2 * len(stored)  # text + condition for each, from SQL
