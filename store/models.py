@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -142,10 +141,6 @@ class ChangeLog(SQLModel, table=True):
     entity_id: uuid.UUID
     action: str = Field(max_length=32)
     version: int | None = None
-
-
-def as_dict(row: SQLModel) -> dict[str, Any]:
-    return row.model_dump()
 
 
 class ExampleStatus(StrEnum):

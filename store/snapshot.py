@@ -172,8 +172,3 @@ def _decode(data: bytes, dim: int) -> Iterator[Entry]:
                 role=int(roles[i]),
                 vector=vectors[i].astype(np.float32),
             )
-
-
-def remove_snapshot(directory: Path) -> None:
-    for path in [directory / MANIFEST, *directory.glob("index-*.npz")]:
-        path.unlink(missing_ok=True)
