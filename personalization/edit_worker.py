@@ -113,4 +113,3 @@ class EditWorker:
                 return  # the user was deleted while the model ran
             vector = decode_vector(edit.context_embedding, edit.embedding_dim)
             self._index.cache.put(edit.user_id, COLLECTION, edit.id, [(0, vector)])
-            self._index.mark_dirty()

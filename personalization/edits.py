@@ -90,7 +90,6 @@ class EditService:
             )
             if preference is not None:
                 self._index.cache.put(edit.user_id, COLLECTION, edit.id, [(0, vector)])
-                self._index.mark_dirty()
         if status == InferenceStatus.pending:
             self._worker.wake()
         return edit

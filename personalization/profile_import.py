@@ -102,6 +102,5 @@ class ProfileImporter:
                 if edit.preference_id is not None:
                     self._index.cache.put(edit.user_id, EDITS, edit.id, [(0, vector)])
                     restored_preferences += 1
-                self._index.mark_dirty()
             edits += 1
         return ImportCounts(instructions, examples, edits, restored_preferences)

@@ -88,7 +88,6 @@ class ProfileWriter:
                 embeddings=embeddings,
             )
             self._mirror(row)
-            self._index.mark_dirty()
         return row
 
     def update_instruction(
@@ -105,7 +104,6 @@ class ProfileWriter:
             old, new = self._instructions.update(scope, instruction_id, changes, embeddings)
             self._index.cache.remove(old.user_id, COLLECTION, old.id)
             self._mirror(new)
-            self._index.mark_dirty()
         return new
 
     def delete_instruction(self, scope: UserScope, instruction_id: uuid.UUID) -> None:
@@ -113,7 +111,6 @@ class ProfileWriter:
         with self._index.write_lock:
             row = self._instructions.delete(scope, instruction_id)
             self._index.cache.remove(row.user_id, COLLECTION, row.id)
-            self._index.mark_dirty()
 
     def create_example(
         self, scope: UserScope, *, prompt: str, chosen: str, rejected: str
@@ -131,7 +128,6 @@ class ProfileWriter:
                 embedding=encode_vector(vector),
             )
             self._index.cache.put(row.user_id, EXAMPLES, row.id, [(0, vector)])
-            self._index.mark_dirty()
         return row
 
     def delete_example(self, scope: UserScope, example_id: uuid.UUID) -> None:
@@ -139,7 +135,6 @@ class ProfileWriter:
         with self._index.write_lock:
             row = self._examples.delete(scope, example_id)
             self._index.cache.remove(row.user_id, EXAMPLES, row.id)
-            self._index.mark_dirty()
 
     def delete_user(self, scope: TenantScope, external_id: str) -> None:
         """Rows (by cascade), cache entries, and the on-disk snapshot all lose the user
@@ -150,5 +145,4 @@ class ProfileWriter:
             self._index.cache.drop_user(user_id)
             for forget in self._forget_user:
                 forget(user_id)
-            self._index.mark_dirty()
             self._index.snapshot(force=True)

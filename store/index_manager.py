@@ -65,7 +65,7 @@ class IndexManager:
         self._embedder_id = embedder_id
         self.state = IndexState.starting
         self.last_load: str = ""
-        self._dirty_since_snapshot = False
+        self._snapshot_version = -1  # cache.version at the last snapshot written or loaded
         # Held across "commit to SQL + update the cache" and across snapshot capture, so a
         # snapshot's change sequence always matches its contents.
         self.write_lock = threading.RLock()
@@ -115,6 +115,7 @@ class IndexManager:
         with self.write_lock:
             self.cache.clear()
             self.cache.load(entries)
+            self._snapshot_version = self.cache.version
             changed = self._changes.users_changed_since(manifest.last_change_seq)
             self.refresh_users(changed)
             for source in self._sources:
@@ -125,14 +126,12 @@ class IndexManager:
                         f"{source.collection}: {in_cache} rows in cache after replay, "
                         f"{in_sql} in SQL"
                     )
-            self._dirty_since_snapshot = bool(changed)
 
     def rebuild_all(self) -> None:
         with self.write_lock:
             self.cache.clear()
             for source in self._sources:
                 self.cache.load(source.entries(None, model=self._embedder_id))
-            self._dirty_since_snapshot = True
 
     def refresh_users(self, user_ids: set[uuid.UUID]) -> None:
         """Make these users' indexes equal to SQL (deleted users end with none)."""
@@ -143,24 +142,20 @@ class IndexManager:
             for source in self._sources:
                 entries.extend(source.entries(user_ids, model=self._embedder_id))
             self.cache.replace_users(user_ids, entries)
-            self._dirty_since_snapshot = True
-
-    def mark_dirty(self) -> None:
-        self._dirty_since_snapshot = True
 
     def snapshot(self, *, force: bool = False) -> Manifest | None:
-        """Write a snapshot if anything changed since the last one (or if forced)."""
-        if not self.ready or not (force or self._dirty_since_snapshot):
+        """Write a snapshot if the cache changed since the last one (or if forced)."""
+        if not self.ready or not (force or self.cache.version != self._snapshot_version):
             return None
         return self._write_snapshot()
 
     def _write_snapshot(self) -> Manifest | None:
         with self.write_lock:
             last_seq = self._changes.last_seq()
+            version = self.cache.version
             entries = list(self.cache.entries())
-            self._dirty_since_snapshot = False
         try:
-            return write_snapshot(
+            manifest = write_snapshot(
                 self._dir,
                 entries,
                 embedder_id=self._embedder_id,
@@ -168,6 +163,7 @@ class IndexManager:
                 last_change_seq=last_seq,
             )
         except OSError:
-            self._dirty_since_snapshot = True
             log.exception("writing the vector snapshot failed; SQL remains the truth")
             return None
+        self._snapshot_version = version
+        return manifest

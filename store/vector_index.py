@@ -80,10 +80,9 @@ class VectorCache:
         self.dim = dim
         self._lock = threading.RLock()
         self._indexes: dict[tuple[uuid.UUID, str], _UserIndex] = {}
-
-    @property
-    def lock(self) -> threading.RLock:
-        return self._lock
+        # Bumped by every mutation, so "changed since the last snapshot" is derived
+        # from the cache itself instead of each writer having to say so.
+        self.version = 0
 
     def _check(self, vector: Vector) -> Vector:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -107,17 +106,20 @@ class VectorCache:
             index.remove(row_id)
             for role, vector in checked:
                 index.add(row_id, role, vector)
+            self.version += 1
 
     def remove(self, user_id: uuid.UUID, collection: str, row_id: uuid.UUID) -> None:
         with self._lock:
             index = self._indexes.get((user_id, collection))
-            if index is not None:
+            if index is not None and row_id in index.by_row:
                 index.remove(row_id)
+                self.version += 1
 
     def drop_user(self, user_id: uuid.UUID) -> None:
         with self._lock:
             for key in [k for k in self._indexes if k[0] == user_id]:
                 del self._indexes[key]
+                self.version += 1
 
     def replace_users(self, user_ids: Iterable[uuid.UUID], entries: Iterable[Entry]) -> None:
         """Swap these users' indexes for ones built from `entries`, atomically."""
@@ -127,6 +129,7 @@ class VectorCache:
             for user_id in user_ids:
                 self.drop_user(user_id)
             self._indexes.update(fresh._indexes)
+            self.version += 1
 
     def load(self, entries: Iterable[Entry]) -> None:
         """Add entries; a row's roles may arrive as separate entries, so they are
@@ -142,6 +145,7 @@ class VectorCache:
     def clear(self) -> None:
         with self._lock:
             self._indexes.clear()
+            self.version += 1
 
     def search(
         self, user_id: uuid.UUID, collection: str, query: Vector, k: int | None = None
@@ -161,7 +165,7 @@ class VectorCache:
             ]
 
     def entries(self) -> Iterator[Entry]:
-        """A consistent copy of everything, for snapshots; hold `lock` while iterating."""
+        """Everything, for snapshots; the cache lock is held until the iteration ends."""
         with self._lock:
             for (user_id, collection), index in self._indexes.items():
                 for faiss_id, (row_id, role) in index.refs.items():
