@@ -14,16 +14,15 @@ from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import (
     COLLECTION,
-    ROLE_CONDITION,
-    ROLE_TEXT,
     InstructionChanges,
     InstructionEmbeddings,
     InstructionRepository,
+    row_vectors,
 )
 from store.models import Instruction, InstructionSource, InstructionStatus, PreferenceExample
 from store.scope import TenantScope, UserScope
 from store.users import UserRepository
-from store.vector_index import Vector, decode_vector, encode_vector
+from store.vector_index import encode_vector
 
 
 class ProfileWriter:
@@ -55,17 +54,10 @@ class ProfileWriter:
 
     def _mirror(self, row: Instruction) -> None:
         """Make the cache hold exactly this version's vectors, or none if inactive."""
-        cache = self._index.cache
         if row.status != InstructionStatus.active or row.embedding_model != self._embedder.model_id:
             return
-        vectors: list[tuple[int, Vector]] = [
-            (ROLE_TEXT, decode_vector(row.text_embedding, row.embedding_dim))
-        ]
-        if row.condition_embedding is not None:
-            vectors.append(
-                (ROLE_CONDITION, decode_vector(row.condition_embedding, row.embedding_dim))
-            )
-        cache.put(row.user_id, COLLECTION, row.id, vectors)
+        vectors = row_vectors(row.embedding_dim, row.text_embedding, row.condition_embedding)
+        self._index.cache.put(row.user_id, COLLECTION, row.id, vectors)
 
     def create_instruction(
         self,

@@ -17,7 +17,7 @@ from store.clock import utcnow
 from store.errors import NotFound
 from store.models import Instruction, InstructionSource, InstructionStatus
 from store.scope import UserScope
-from store.vector_index import Entry, decode_vector
+from store.vector_index import Entry, Vector, decode_vector
 from store.versioning import commit_next_version
 
 _NOT_FOUND = "no such instruction"
@@ -71,6 +71,14 @@ def _current(instruction_id: uuid.UUID) -> tuple[sa.ColumnElement[bool], ...]:
         col(Instruction.valid_to).is_(None),
         col(Instruction.status) != InstructionStatus.deleted,
     )
+
+
+def row_vectors(dim: int, text: bytes, condition: bytes | None) -> list[tuple[int, Vector]]:
+    """The (role, vector) pairs an instruction row contributes to the cache."""
+    vectors = [(ROLE_TEXT, decode_vector(text, dim))]
+    if condition is not None:
+        vectors.append((ROLE_CONDITION, decode_vector(condition, dim)))
+    return vectors
 
 
 def _current_row(session: Session, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
@@ -247,11 +255,8 @@ class InstructionRepository:
             query = query.where(col(Instruction.user_id).in_(user_ids))
         with Session(self._engine) as session:
             for user_id, row_id, dim, text, condition in session.execute(query):
-                yield Entry(user_id, COLLECTION, row_id, ROLE_TEXT, decode_vector(text, dim))
-                if condition is not None:
-                    yield Entry(
-                        user_id, COLLECTION, row_id, ROLE_CONDITION, decode_vector(condition, dim)
-                    )
+                for role, vector in row_vectors(dim, text, condition):
+                    yield Entry(user_id, COLLECTION, row_id, role, vector)
 
     def count_rows(self, *, model: str) -> int:
         with Session(self._engine) as session:
