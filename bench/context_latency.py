@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from personalization.context import ContextOptions
 from personalization.embedder import SentenceTransformerEmbedder
 from personalization.messages import ChatMessage
 from service.app import create_app
@@ -132,11 +131,7 @@ def main() -> None:
     scopes = [
         ports.users.resolve(ports.keys.authenticate(key), f"user-{u}") for u in range(args.users)
     ]
-    options = ContextOptions(
-        threshold=settings.selection_threshold,
-        top_k=settings.selection_top_k,
-        token_budget=settings.token_budget,
-    )
+    options = settings.context_options()
 
     def domain(i: int) -> None:
         ports.context.build(

@@ -31,7 +31,6 @@ import numpy as np
 from tqdm import tqdm
 
 from personalization.backends import GenerationSettings, ModelBackend
-from personalization.context import ContextOptions
 from personalization.edit_distance import edit_distance
 from personalization.embedder import Embedder
 from personalization.messages import ChatMessage
@@ -208,9 +207,7 @@ class CipherTailor:
         turn = self._ports.context.build(
             self._scope,
             [ChatMessage("user", context)],
-            ContextOptions(
-                threshold=0.35, top_k=10, token_budget=600, examples_k=0, cipher_k=self._k
-            ),
+            self._ports.settings.context_options(examples_k=0, cipher_k=self._k),
         )
         self._applied = turn.inferred.text if turn.inferred else None
         messages = [ChatMessage("system", turn.system_message)] if turn.system_message else []

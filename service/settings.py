@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from personalization.context import ContextOptions
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAILOR_", env_file=".env", extra="ignore")
@@ -91,6 +93,24 @@ class Settings(BaseSettings):
         if self.model_backend == "openai" and not (self.model_base_url and self.model_name):
             raise ValueError("TAILOR_MODEL_BACKEND=openai needs TAILOR_MODEL_BASE_URL and _NAME")
         return self
+
+    def context_options(
+        self,
+        *,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        token_budget: int | None = None,
+        examples_k: int | None = None,
+        cipher_k: int | None = None,
+    ) -> ContextOptions:
+        """A turn's retrieval options: the request's where it sets one, else these."""
+        return ContextOptions(
+            threshold=self.selection_threshold if threshold is None else threshold,
+            top_k=self.selection_top_k if top_k is None else top_k,
+            token_budget=self.token_budget if token_budget is None else token_budget,
+            examples_k=self.examples_top_k if examples_k is None else examples_k,
+            cipher_k=self.cipher_top_k if cipher_k is None else cipher_k,
+        )
 
     @property
     def sqlalchemy_url(self) -> str:

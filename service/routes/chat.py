@@ -14,7 +14,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from personalization.backends import GenerationSettings
 from personalization.chat import PreparedChat
-from personalization.context import ContextOptions
 from personalization.messages import ChatMessage
 from service.deps import ChatDep, ScopeDep, SettingsDep, UsersDep
 from service.schemas import (
@@ -130,13 +129,7 @@ def chat_completions(
     settings: SettingsDep,
 ) -> Any:
     user = _user_scope(body, scope, users)
-    options = ContextOptions(
-        threshold=settings.selection_threshold,
-        top_k=settings.selection_top_k,
-        token_budget=settings.token_budget,
-        examples_k=settings.examples_top_k,
-        cipher_k=settings.cipher_top_k,
-    )
+    options = settings.context_options()
     generation = _generation(body, settings)
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
     prepared = chat.prepare(user, messages, options, generation)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from personalization.context import ContextOptions
 from personalization.messages import ChatMessage
 from service.deps import ContextDep, SettingsDep, UserScopeDep
 from service.schemas import (
@@ -34,12 +33,12 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
 def turn_context(
     body: ContextRequest, scope: UserScopeDep, builder: ContextDep, settings: SettingsDep
 ) -> ContextResponse:
-    options = ContextOptions(
-        threshold=body.threshold if body.threshold is not None else settings.selection_threshold,
-        top_k=body.top_k or settings.selection_top_k,
-        token_budget=body.token_budget or settings.token_budget,
-        examples_k=body.examples_k if body.examples_k is not None else settings.examples_top_k,
-        cipher_k=body.cipher_k if body.cipher_k is not None else settings.cipher_top_k,
+    options = settings.context_options(
+        threshold=body.threshold,
+        top_k=body.top_k,
+        token_budget=body.token_budget,
+        examples_k=body.examples_k,
+        cipher_k=body.cipher_k,
     )
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
     turn = builder.build(scope, messages, options)
