@@ -119,8 +119,7 @@ ScopeDep = Annotated[TenantScope, Depends(get_scope)]
 
 
 def tenant_wide(scope: ScopeDep) -> TenantScope:
-    if scope.bound_user_id is not None:
-        raise Forbidden("this key is bound to one user", code="user_bound_key")
+    scope.require_tenant_wide()
     return scope
 
 

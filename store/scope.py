@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from store.errors import Forbidden
+
 
 @dataclass(frozen=True, slots=True)
 class TenantScope:
@@ -17,6 +19,11 @@ class TenantScope:
     tenant_id: uuid.UUID
     key_id: uuid.UUID | None = None
     bound_user_id: uuid.UUID | None = None
+
+    def require_tenant_wide(self) -> None:
+        """Tenant-level operations (user lists, keys) are not for a user-bound key."""
+        if self.bound_user_id is not None:
+            raise Forbidden("this key is bound to one user", code="user_bound_key")
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,11 +19,6 @@ from store.scope import TenantScope, UserScope
 _NOT_FOUND = "no such user"
 
 
-def _require_tenant_wide(scope: TenantScope) -> None:
-    if scope.bound_user_id is not None:
-        raise Forbidden("this key is bound to one user", code="user_bound_key")
-
-
 class UserRepository:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -37,7 +32,7 @@ class UserRepository:
         return query
 
     def create(self, scope: TenantScope, external_id: str) -> AppUser:
-        _require_tenant_wide(scope)
+        scope.require_tenant_wide()
         with Session(self._engine, expire_on_commit=False) as session:
             user = AppUser(tenant_id=scope.tenant_id, external_id=external_id)
             session.add(user)
@@ -94,7 +89,7 @@ class UserRepository:
             )
 
     def page(self, scope: TenantScope, *, limit: int, offset: int) -> tuple[list[AppUser], int]:
-        _require_tenant_wide(scope)
+        scope.require_tenant_wide()
         with Session(self._engine) as session:
             where = AppUser.tenant_id == scope.tenant_id
             total = session.exec(select(sa.func.count()).select_from(AppUser).where(where)).one()
