@@ -22,7 +22,7 @@ import json
 import random
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from personalization.backends import GenerationSettings, ModelBackend
+from personalization.backends import Completion, Delta, GenerationSettings, ModelBackend
 from personalization.edit_distance import edit_distance
 from personalization.embedder import Embedder
 from personalization.messages import ChatMessage
@@ -69,15 +69,28 @@ _LEAD_IN = re.compile(r"^[^\n]{0,120}(?:here'?s|here is)[^\n]{0,120}:\s*\n", re.
 
 @dataclass
 class Counter:
-    """Counts the tokens an agent spends, the paper's second cost."""
+    """A ModelBackend that counts the tokens spent through it, the paper's second cost;
+    Tailor's own calls (inference, aggregation) go through it too for CIPHER-k."""
 
     backend: ModelBackend
     tokens: int = 0
 
-    def ask(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> str:
+    @property
+    def model_id(self) -> str:
+        return self.backend.model_id
+
+    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
         done = self.backend.complete(messages, settings)
         self.tokens += done.prompt_tokens + done.completion_tokens
-        return done.text.strip()
+        return done
+
+    def stream(
+        self, messages: Sequence[ChatMessage], settings: GenerationSettings
+    ) -> Iterator[Delta]:
+        return self.backend.stream(messages, settings)
+
+    def ask(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> str:
+        return self.complete(messages, settings).text.strip()
 
 
 class SimulatedUser:
@@ -189,7 +202,7 @@ class CipherTailor:
         self._settings = settings
         self._k = k
         folder = Path(tempfile.mkdtemp(prefix="tailor-cipher-eval-"))
-        self._ports = build_ports(Settings(data_dir=folder), embedder, _Counting(self._counted))
+        self._ports = build_ports(Settings(data_dir=folder), embedder, self._counted)
         self._ports.index.load()
         tenant, _ = self._ports.keys.create_tenant("cipher-eval")
         from store.scope import TenantScope
@@ -228,25 +241,6 @@ class CipherTailor:
 
     def close(self) -> None:
         self._ports.engine.dispose()
-
-
-class _Counting:
-    """Routes Tailor's own model calls (inference, aggregation) through a Counter."""
-
-    def __init__(self, counter: Counter) -> None:
-        self._counter = counter
-
-    @property
-    def model_id(self) -> str:
-        return self._counter.backend.model_id
-
-    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Any:
-        done = self._counter.backend.complete(messages, settings)
-        self._counter.tokens += done.prompt_tokens + done.completion_tokens
-        return done
-
-    def stream(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Any:
-        return self._counter.backend.stream(messages, settings)
 
 
 @dataclass
