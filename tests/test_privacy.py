@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from store.models import InstructionSource
 from tests.conftest import Api
 from tests.fakes import RuleBackend
 
@@ -168,7 +169,7 @@ def test_delete_is_complete_for_a_large_profile(api: Api) -> None:
             text=f"rule {i}",
             applies_when=f"topic {i}",
             always_on=False,
-            source=__import__("store.models", fromlist=["InstructionSource"]).InstructionSource.app,
+            source=InstructionSource.app,
         )
     assert api.client.get("/v1/users/alice/instructions?limit=1", headers=h).json()["total"] == 1200
     assert api.client.delete("/v1/users/alice", headers=h).status_code == 204

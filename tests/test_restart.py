@@ -4,6 +4,7 @@ the snapshot is fresh, stale (replayed from the change log) or damaged (rebuilt)
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -256,9 +257,9 @@ def test_not_ready_until_the_rebuild_finishes(
         assert turn.json()["error"]["code"] == "not_ready"
         assert turn.headers["retry-after"]
         release.set()
-        deadline = __import__("time").monotonic() + 10
+        deadline = time.monotonic() + 10
         while c.get("/readyz").status_code != 200:
-            assert __import__("time").monotonic() < deadline
+            assert time.monotonic() < deadline
         assert (
             c.post(
                 "/v1/users/alice/context",
