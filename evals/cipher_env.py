@@ -7,21 +7,19 @@ preference? yes/no", and only if not, "revise it to fit". Agents compared:
 
 - no-learning: the model answers the task alone;
 - ICL-edit-k: the k nearest past (context, draft, edit) triples shown as examples;
-- CIPHER-k: Tailor itself, through its Python API: every edit goes through
-  EditService.record and the inference worker; each draft is conditioned by the
-  composed profile block from ContextBuilder (k nearest edit contexts, aggregated).
+- CIPHER-k: Tailor itself, through its HTTP API: every edit is POSTed and inferred by
+  the service's worker; each draft is conditioned by the block /context composes
+  (k nearest edit contexts, aggregated).
 
-    python -m evals.cipher_env --rounds 15 --out cipher.json
-    python -m evals.cipher_env --backend openai --base-url http://gpu:8000/v1 --model NAME
+    python -m evals run --suite cipher --in-process --out runs/cipher
+    python -m evals run --suite cipher --service http://tailor:8000 --out runs/cipher
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +28,11 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from evals.client import ServiceModel, TailorClient
 from personalization.backends import Completion, Delta, GenerationSettings, ModelBackend
 from personalization.edit_distance import edit_distance
 from personalization.embedder import Embedder
 from personalization.messages import ChatMessage
-from store.scope import UserScope
 
 DATA = Path(__file__).resolve().parent / "data" / "cipher_sources.json"
 
@@ -189,58 +187,47 @@ class IclEdit:
 
 
 class CipherTailor:
-    """CIPHER-k as Tailor runs it, through the service's own Python API."""
+    """CIPHER-k as Tailor runs it, through the public API: every edit is POSTed and the
+    service's worker infers its preference; each draft is conditioned by the block that
+    /context composes (k nearest edit contexts, aggregated), as an app would use it."""
 
     def __init__(
-        self, backend: ModelBackend, embedder: Embedder, settings: GenerationSettings, k: int
+        self, client: TailorClient, model: ModelBackend, settings: GenerationSettings, k: int
     ) -> None:
-        from service.ports import build_ports
-        from service.settings import Settings
-
         self.name = f"CIPHER-{k}"
-        self._counted = Counter(backend)
+        self._client = client
+        self._model = Counter(model)
         self._settings = settings
         self._k = k
-        folder = Path(tempfile.mkdtemp(prefix="tailor-cipher-eval-"))
-        self._ports = build_ports(Settings(data_dir=folder), embedder, self._counted)
-        self._ports.index.load()
-        tenant, _ = self._ports.keys.create_tenant("cipher-eval")
-        from store.scope import TenantScope
-
-        scope = TenantScope(tenant_id=tenant.id)
-        self._ports.users.create(scope, "simulated-user")
-        self._scope: UserScope = self._ports.users.resolve(scope, "simulated-user")
+        self._user = "tailor-eval-cipher"
+        client.fresh_user(self._user)
         self._applied: str | None = None
 
     @property
     def tokens(self) -> int:
-        return self._counted.tokens
+        return self._model.tokens
 
     def draft(self, context: str) -> str:
-        turn = self._ports.context.build(
-            self._scope,
-            [ChatMessage("user", context)],
-            self._ports.settings.context_options(examples_k=0, cipher_k=self._k),
-        )
-        self._applied = turn.inferred.text if turn.inferred else None
-        messages = [ChatMessage("system", turn.system_message)] if turn.system_message else []
+        turn = self._client.context(self._user, context, cipher_k=self._k, examples_k=0)
+        inferred = turn.get("inferred_preference")
+        self._applied = inferred["text"] if inferred else None
+        system = turn.get("system_message")
+        messages = [ChatMessage("system", system["content"])] if system else []
         messages.append(ChatMessage("user", context))
-        return self._counted.ask(messages, self._settings)
+        return self._model.ask(messages, self._settings)
 
     def learn(self, context: str, draft: str, edited: str) -> None:
-        self._ports.edit_service.record(
-            self._scope,
+        edit = self._client.record_edit(
+            self._user,
             context=context,
             draft=draft,
             edited=edited,
-            task=None,
             applied_preference=self._applied,
         )
-        while self._ports.worker.run_once():  # infer now: rounds are sequential
-            pass
+        self._client.wait_edit(self._user, edit)  # rounds are sequential: infer first
 
     def close(self) -> None:
-        self._ports.engine.dispose()
+        self._client.delete_user(self._user)
 
 
 @dataclass
@@ -280,8 +267,11 @@ def run_method(
     return result
 
 
+BARE_USER = "tailor-eval-cipher-bare"
+
+
 def run(
-    backend: ModelBackend,
+    client: TailorClient,
     embedder: Embedder,
     *,
     rounds: int,
@@ -289,33 +279,66 @@ def run(
     k: int = 5,
     max_tokens: int = 120,
     progress: bool = True,
-    user_backend: ModelBackend | None = None,
+    user_model: ModelBackend | None = None,
 ) -> dict[str, Any]:
+    """Agents and simulated user use the model behind the service (a user with an empty
+    profile gets it bare), unless `user_model` puts the simulated user elsewhere."""
     settings = GenerationSettings(max_tokens=max_tokens, temperature=0.0, seed=seed)
     plan = load_rounds(rounds, seed)
-    user = SimulatedUser(user_backend or backend, settings)
+    client.fresh_user(BARE_USER)
+    model = ServiceModel(client, BARE_USER)
+    user = SimulatedUser(user_model or model, settings)
     makers: list[Callable[[], Agent]] = [
-        lambda: NoLearning(backend, settings),
-        lambda: IclEdit(backend, embedder, settings, k),
-        lambda: CipherTailor(backend, embedder, settings, k),
+        lambda: NoLearning(model, settings),
+        lambda: IclEdit(model, embedder, settings, k),
+        lambda: CipherTailor(client, model, settings, k),
     ]
     results = []
-    for make in makers:
-        agent = make()
-        results.append(run_method(agent, user, plan, progress).summary())
-        if isinstance(agent, CipherTailor):
-            agent.close()
+    try:
+        for make in makers:
+            agent = make()
+            results.append(run_method(agent, user, plan, progress).summary())
+            if isinstance(agent, CipherTailor):
+                agent.close()
+    finally:
+        client.delete_user(BARE_USER)
     return {
         "config": {
             "rounds": rounds,
             "seed": seed,
             "k": k,
             "max_tokens": max_tokens,
-            "model": backend.model_id,
+            "model": model.model_id,
+            "user_model": (user_model or model).model_id,
             "embedder": embedder.model_id,
+            "tokens_counted": "the agents' drafting calls (Tailor's own inference and "
+            "aggregation calls run inside the service and are not counted)",
         },
         "methods": results,
     }
+
+
+def metrics(report: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for m in report["methods"]:
+        name = f"cipher.{m['method']}"
+        out.append(
+            {
+                "name": f"{name}.normalized_edit_distance",
+                "n": m["rounds"],
+                "value": m["normalized_edit_distance"],
+                "kind": "cost",
+            }
+        )
+        out.append(
+            {
+                "name": f"{name}.zero_edit_rate",
+                "n": m["rounds"],
+                "value": m["zero_edit_rate"],
+                "kind": "rate",
+            }
+        )
+    return out
 
 
 def table(report: dict[str, Any]) -> str:
@@ -329,59 +352,3 @@ def table(report: dict[str, Any]) -> str:
             f" | {m['zero_edit_rate']:.0%} | {m['tokens']} |"
         )
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument("--max-tokens", type=int, default=120)
-    parser.add_argument("--backend", choices=["embedded", "openai"], default="embedded")
-    parser.add_argument("--base-url")
-    parser.add_argument("--model")
-    parser.add_argument("--api-key")
-    parser.add_argument("--user-base-url", help="simulated user on another OpenAI-compatible model")
-    parser.add_argument("--user-model")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
-
-    from personalization.embedder import SentenceTransformerEmbedder
-
-    backend: ModelBackend
-    if args.backend == "openai":
-        from personalization.backends.openai_compatible import OpenAICompatibleBackend
-
-        if not (args.base_url and args.model):
-            parser.error("--backend openai needs --base-url and --model")
-        backend = OpenAICompatibleBackend(args.base_url, args.model, api_key=args.api_key)
-    else:
-        from personalization.backends.llama_cpp import LlamaCppBackend
-
-        backend = LlamaCppBackend()
-    user_backend: ModelBackend | None = None
-    if args.user_base_url:
-        from personalization.backends.openai_compatible import OpenAICompatibleBackend
-
-        user_backend = OpenAICompatibleBackend(
-            args.user_base_url, args.user_model or "user", api_key=args.api_key
-        )
-    report = run(
-        backend,
-        SentenceTransformerEmbedder(),
-        user_backend=user_backend,
-        rounds=args.rounds,
-        seed=args.seed,
-        k=args.k,
-        max_tokens=args.max_tokens,
-    )
-    print(table(report))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evals.client import TailorClient
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
@@ -89,3 +91,45 @@ def evaluate_selection(
             )
         )
     return report
+
+
+SELECTION_USER = "tailor-eval-selection"
+
+
+def run_selection(client: TailorClient, dataset: dict[str, Any]) -> dict[str, Any]:
+    """The suite over the public API: one user holding the dataset's instructions, one
+    /context call per labelled turn; the user is removed afterwards."""
+    client.fresh_user(SELECTION_USER)
+    try:
+        key_of: dict[str, str] = {}
+        for item in dataset["instructions"]:
+            body = {k: v for k, v in item.items() if k not in {"key", "text"}}
+            key_of[client.add_instruction(SELECTION_USER, item["text"], **body)] = item["key"]
+
+        def selected(text: str) -> list[str]:
+            found = client.context(SELECTION_USER, text)["instructions"]
+            return [key_of[str(i["id"])] for i in found]
+
+        report = evaluate_selection(dataset, selected)
+    finally:
+        client.delete_user(SELECTION_USER)
+    return {
+        **report.as_dict(),
+        "instructions": len(dataset["instructions"]),
+        "per_turn": [
+            {
+                "text": t.text,
+                "relevant": sorted(t.relevant),
+                "selected": list(t.selected),
+                "always_on_missing": sorted(t.always_on_missing),
+            }
+            for t in report.turns
+        ],
+    }
+
+
+def metrics(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"name": f"selection.{name}", "value": report[name], "n": report["turns"], "kind": "rate"}
+        for name in ("precision", "recall", "f1", "always_on_recall")
+    ]

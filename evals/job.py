@@ -1,0 +1,100 @@
+"""One evaluation job: the chosen suites against one Tailor (remote or in-process),
+into one results dict with every figure, its config and a flat metric list."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evals import cipher_env, selection
+from evals.cache import ItemCache
+from evals.client import TailorClient
+from evals.prefeval import runner as prefeval
+from evals.prefeval.arms import Retriever
+from evals.prefeval.data import SHIPPED, load_filler, load_items
+from evals.prefeval.judge import Judge
+from personalization.backends import ModelBackend
+from personalization.embedder import Embedder
+
+SUITES = {
+    "nightly": ("prefeval", "cipher", "selection"),
+    "prefeval": ("prefeval",),
+    "cipher": ("cipher",),
+    "selection": ("selection",),
+}
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    suite: str = "nightly"
+    data: Path = SHIPPED
+    selection_data: Path = selection.DATA_DIR / "selection_basic.json"
+    prefeval: prefeval.PrefEvalConfig = field(default_factory=prefeval.PrefEvalConfig)
+    cipher_rounds: int = 15
+    cipher_k: int = 5
+    cipher_max_tokens: int = 120
+    service: str = "in-process"
+
+
+def run_job(
+    client: TailorClient,
+    options: JobOptions,
+    *,
+    embedder: Embedder,
+    cache: ItemCache,
+    judge_backend: ModelBackend | None,
+    user_model: ModelBackend | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    started, clock = datetime.now(UTC), time.monotonic()
+    suites: dict[str, Any] = {}
+    metrics: list[dict[str, Any]] = []
+    for suite in SUITES[options.suite]:
+        if suite == "prefeval":
+            cfg = options.prefeval
+            judge = Judge(judge_backend) if judge_backend and "generation" in cfg.tasks else None
+            run = prefeval.PrefEvalRun(client, cfg, cache, Retriever(embedder), judge)
+            items = prefeval.pick_items(load_items(options.data, cfg.forms), cfg)
+            report = run.run(items, load_filler(options.data), progress)
+            report["config"]["data"] = str(options.data)
+            metrics += prefeval.metrics(report)
+        elif suite == "cipher":
+            report = cipher_env.run(
+                client,
+                embedder,
+                rounds=options.cipher_rounds,
+                seed=options.prefeval.seed,
+                k=options.cipher_k,
+                max_tokens=options.cipher_max_tokens,
+                progress=progress,
+                user_model=user_model,
+            )
+            metrics += cipher_env.metrics(report)
+        else:
+            dataset = selection.load_dataset(options.selection_data)
+            report = selection.run_selection(client, dataset)
+            report["data"] = str(options.selection_data)
+            metrics += selection.metrics(report)
+        suites[suite] = report
+    return {
+        "schema": SCHEMA,
+        "started_at": started.isoformat(),
+        "duration_s": round(time.monotonic() - clock, 1),
+        "service": options.service,
+        "suite": options.suite,
+        "options": _jsonable(asdict(options)),
+        "suites": suites,
+        "metrics": metrics,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
