@@ -308,8 +308,8 @@ def run(
             "seed": seed,
             "k": k,
             "max_tokens": max_tokens,
-            "model": model.model_id,
-            "user_model": (user_model or model).model_id,
+            "model": model.served_model,
+            "user_model": user_model.model_id if user_model else model.served_model,
             "embedder": embedder.model_id,
             "tokens_counted": "the agents' drafting calls (Tailor's own inference and "
             "aggregation calls run inside the service and are not counted)",

@@ -169,15 +169,16 @@ class ServiceModel:
     def __init__(self, client: TailorClient, user_id: str) -> None:
         self._client = client
         self._user_id = user_id
-        self._model = "tailor-service"
+        self.served_model = ""  # the name the service reports, once it has answered
 
     @property
     def model_id(self) -> str:
-        return self._model
+        """Stable (cache keys use it); the service's model is in `served_model`."""
+        return "tailor-service"
 
     def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
         reply = self._client.chat(self._user_id, messages, settings)
-        self._model = reply.model or self._model
+        self.served_model = reply.model or self.served_model
         return Completion(
             text=reply.text,
             finish_reason="stop",

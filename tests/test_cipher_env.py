@@ -13,10 +13,13 @@ from evals.cipher_env import (
     NoLearning,
     SimulatedUser,
     load_rounds,
+    metrics,
     run,
     run_method,
     table,
 )
+from evals.client import ServiceModel
+from evals.inprocess import in_process_service
 from personalization.backends import Completion, GenerationSettings
 from personalization.messages import ChatMessage
 from tests.fakes import HashingEmbedder, RecordingBackend
@@ -51,36 +54,50 @@ def test_rounds_are_reproducible_and_cover_sources() -> None:
 
 def test_costs_per_method_in_a_toy_world() -> None:
     world, embedder = ToyWorld(), HashingEmbedder()
-    user = SimulatedUser(world, SETTINGS)
-    plan = load_rounds(4, seed=0)
-    baseline = run_method(NoLearning(world, SETTINGS), user, plan, progress=False).summary()
-    assert baseline["cumulative_curve"] == [4, 8, 12, 16]  # "long draft words here" -> "short"
-    assert baseline["zero_edit_rate"] == 0.0
-    icl = run_method(IclEdit(world, embedder, SETTINGS, 5), user, plan, progress=False).summary()
-    assert icl["cumulative_curve"] == [4, 4, 4, 4]  # learns from the first edit
-    cipher = CipherTailor(world, embedder, SETTINGS, 5)
-    learned = run_method(cipher, user, plan, progress=False).summary()
-    cipher.close()
-    assert learned["cumulative_curve"] == [4, 4, 4, 4]
-    assert learned["zero_edit_rate"] == 0.75
-    assert learned["tokens"] > baseline["tokens"]  # inference calls are counted
-    rendered = table({"methods": [baseline, icl, learned]})
-    assert "| CIPHER-5 | 4 |" in rendered
+    with in_process_service(embedder=embedder, backend=world) as client:
+        client.fresh_user("bare")
+        model = ServiceModel(client, "bare")  # the model through Tailor, no profile
+        user = SimulatedUser(model, SETTINGS)
+        plan = load_rounds(4, seed=0)
+        baseline = run_method(NoLearning(model, SETTINGS), user, plan, progress=False).summary()
+        assert baseline["cumulative_curve"] == [4, 8, 12, 16]  # "long draft words here" -> "short"
+        assert baseline["zero_edit_rate"] == 0.0
+        icl = run_method(IclEdit(model, embedder, SETTINGS, 5), user, plan, progress=False)
+        assert icl.summary()["cumulative_curve"] == [4, 4, 4, 4]  # learns from the first edit
+        cipher = CipherTailor(client, model, SETTINGS, 5)
+        learned = run_method(cipher, user, plan, progress=False).summary()
+        # Learned through the service: edits POSTed, inferred by its worker, retrieved
+        # and composed by /context.
+        preferences = client._call("GET", "/v1/users/tailor-eval-cipher/preferences", ok=(200,))
+        assert preferences["total"] >= 1
+        cipher.close()
+        assert learned["cumulative_curve"] == [4, 4, 4, 4]
+        assert learned["zero_edit_rate"] == 0.75
+        assert learned["tokens"] == baseline["tokens"] == 4 * 12  # drafts only, 10 + 2 each
+        rendered = table({"methods": [baseline, icl.summary(), learned]})
+        assert "| CIPHER-5 | 4 |" in rendered
+        gone = client._call("GET", "/v1/users/tailor-eval-cipher", ok=(200, 404))
+        assert gone["error"]["code"] == "user_not_found"
+
+
+def test_run_cleans_up_and_reports_config() -> None:
+    with in_process_service(embedder=HashingEmbedder(), backend=ToyWorld()) as client:
+        report = run(client, HashingEmbedder(), rounds=3, seed=1, progress=False)
+        users = client._call("GET", "/v1/users", ok=(200,))
+    assert users["total"] == 0
+    assert report["config"]["model"] == "toy" and report["config"]["rounds"] == 3
+    assert [m["method"] for m in report["methods"]] == ["no-learning", "ICL-edit-5", "CIPHER-5"]
+    names = [m["name"] for m in metrics(report)]
+    assert "cipher.CIPHER-5.normalized_edit_distance" in names
 
 
 @pytest.mark.slow
 def test_short_run_with_the_embedded_model() -> None:
-    from personalization.backends.llama_cpp import LlamaCppBackend
     from personalization.embedder import SentenceTransformerEmbedder
 
-    report = run(
-        LlamaCppBackend(n_ctx=2048),
-        SentenceTransformerEmbedder(),
-        rounds=2,
-        seed=0,
-        max_tokens=24,
-        progress=False,
-    )
+    embedder = SentenceTransformerEmbedder()
+    with in_process_service(embedder=embedder) as client:  # the configured embedded model
+        report = run(client, embedder, rounds=2, seed=0, max_tokens=24, progress=False)
     assert [m["method"] for m in report["methods"]] == ["no-learning", "ICL-edit-5", "CIPHER-5"]
     for method in report["methods"]:
         assert method["rounds"] == 2

@@ -1,0 +1,60 @@
+"""A real `tailor serve` process on a loopback port, for tests that need the whole
+thing: the CLI, uvicorn, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env(data: Path, port: int) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TAILOR_DATA_DIR": str(data),
+        "TAILOR_PORT": str(port),
+        "TAILOR_HOST": "127.0.0.1",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def serve(data: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", "serve"],
+        env=env(data, port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server exited")
+        try:
+            response = httpx.get(f"{base}/readyz", timeout=2)
+            if response.status_code == 200:
+                return dict(response.json())
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError("server not ready in time")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    return out.decode()

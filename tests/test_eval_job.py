@@ -1,0 +1,221 @@
+"""The whole evaluation job through its CLI, against a real in-process Tailor (routes,
+store, index, worker) with a scripted model whose behaviour is known: it follows a
+preference only when the preference's words are in its context. So the figures are
+predictable: every arm is right while the history still holds the preference, only
+the tailor arm stays right once the history is cut to the window."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evals.cli import REGRESSED, main
+from evals.prefeval.data import load_items, shuffled_options
+from personalization.backends import Completion, GenerationSettings
+from personalization.messages import ChatMessage
+from tests.fakes import HashingEmbedder, RecordingBackend
+
+ITEMS = load_items()
+
+
+class Mind(RecordingBackend):
+    """Infers an implicit item's preference from its conversation; answers a question
+    the preferred way iff the preference text is in its context (history, profile
+    block, quoted excerpts);
+    judges say yes to 'helpful' and no to everything else."""
+
+    @property
+    def model_id(self) -> str:
+        return "test/mind"
+
+    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
+        self.received.append(list(messages))
+        last = messages[-1].content
+        seen = "\n".join(m.content for m in messages)
+        text = "A"
+        if last.startswith("Here is a conversation"):
+            text = next(i.preference for i in ITEMS if i.conversation[0].content in last)
+        elif last.startswith("You are grading"):
+            text = "yes" if "real attempt" in last else "no"
+        else:
+            for item in ITEMS:
+                if item.question in last and item.options and item.preference in seen:
+                    found = re.search(r"([ABCD])\. " + re.escape(item.options[0]), last)
+                    text = found.group(1) if found else item.options[0]
+        return Completion(
+            text=text,
+            finish_reason="stop",
+            model=self.model_id,
+            prompt_tokens=10,
+            completion_tokens=1,
+        )
+
+
+def run_cli(args: list[str], backend: Any = None) -> int:
+    return main(args, embedder=HashingEmbedder(dim=1024), backend=backend or Mind())
+
+
+@pytest.fixture(autouse=True)
+def _select_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The hashing embedder is no judge of meaning: let selection take any instruction,
+    # so these tests measure the pipeline (real selection is measured with MiniLM).
+    monkeypatch.setenv("TAILOR_SELECTION_THRESHOLD", "0")
+
+
+def test_prefeval_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--suite",
+        "prefeval",
+        "--in-process",
+        "--out",
+        str(out),
+        "--turns",
+        "0,70",
+        "--no-progress",
+        "--context-window",
+        "2048",
+    ]
+    assert run_cli(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    pe = results["suites"]["prefeval"]
+    assert pe["config"]["model"] == "test/mind" and pe["config"]["items"] == 24
+    mcq = pe["tasks"]["mcq"]
+    for arm in ("zero-shot", "reminder", "rag", "tailor"):
+        assert mcq[arm]["0"]["n"] == 24 and mcq[arm]["0"]["truncated"] == 0
+        assert mcq[arm]["70"]["truncated"] == 24 and mcq[arm]["70"]["filler_repeated"] == 24
+    # The tailor arm: the profile carries the preference whatever the history holds.
+    assert mcq["tailor"]["0"]["value"] == 1.0 and mcq["tailor"]["70"]["value"] == 1.0
+    assert mcq["tailor"]["70"]["profile_used"] == 24
+    # Baselines: explicit items are stated in the history, implicit ones only implied,
+    # so the scripted model guesses "A" for those, and for everything once it is cut.
+    guess = {i.key: shuffled_options(i, 0)[1] == 0 for i in ITEMS}
+    explicit_guesses = sum(v for k, v in guess.items() if k.startswith("explicit/"))
+    implicit_guesses = sum(v for k, v in guess.items() if not k.startswith("explicit/"))
+    assert mcq["zero-shot"]["0"]["successes"] == 12 + implicit_guesses
+    assert mcq["zero-shot"]["70"]["successes"] == explicit_guesses + implicit_guesses
+    assert mcq["zero-shot"]["70"]["preference_dropped"] == 24
+    assert mcq["reminder"]["0"] == mcq["zero-shot"]["0"]
+    # RAG quotes retrieved history even when the history is cut: never worse here.
+    assert mcq["rag"]["70"]["successes"] >= mcq["zero-shot"]["70"]["successes"]
+    by_form = pe["by_form"]["mcq"]["zero-shot"]["explicit"]
+    assert (by_form["n"], by_form["successes"]) == (24, 12 + explicit_guesses)
+    # Implicit items: the tailor arm stored what the model inferred from the chat.
+    stored = {p["item"]: p["instruction"] for p in pe["tailor_profiles"]}
+    implicit = next(i for i in ITEMS if i.form == "persona")
+    assert stored[implicit.key] == implicit.preference
+    gen = pe["tasks"]["generation"]
+    assert gen["tailor"]["0"]["error_types"]["followed"] == 24  # judge: no violation
+    assert pe["judge_agreement"]["helpful"]["n"] == 16
+    metrics = {m["name"]: m["value"] for m in results["metrics"]}
+    assert metrics["prefeval.mcq.tailor.turns=70.accuracy"] == 1.0
+    html = (out / "report.html").read_text()
+    assert html.count("<svg") >= 3 and "chance 25%" in html and "<script" not in html
+    printed = capsys.readouterr().out
+    assert "| tailor | 1.00 [0.86, 1.00] | 1.00 [0.86, 1.00] (24/24 cut) |" in printed
+
+    # Resumable: a second run into the same folder answers everything from the cache.
+    before = (out / "results.json").read_text()
+    scripted = Mind()
+    assert run_cli(args, scripted) == 0
+    calls = [m[-1].content for m in scripted.received]
+    assert all(c == "Say OK." for c in calls), calls[:3]
+    again = json.loads((out / "results.json").read_text())
+    assert again["suites"]["prefeval"]["tasks"] == json.loads(before)["suites"]["prefeval"]["tasks"]
+
+
+def test_regression_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    previous = tmp_path / "previous.json"
+    base = [
+        "run",
+        "--suite",
+        "prefeval",
+        "--in-process",
+        "--turns",
+        "0",
+        "--tasks",
+        "mcq",
+        "--limit",
+        "1",
+        "--no-progress",
+        "--no-judge-agreement",
+    ]
+    assert run_cli([*base, "--out", str(tmp_path / "a")]) == 0
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    zero = next(m for m in results["metrics"] if m["name"].startswith("prefeval.mcq.zero-shot"))
+    zero["value"] = min(1.0, zero["value"] + 0.3)  # pretend yesterday was better
+    previous.write_text(json.dumps(results))
+    status = run_cli([*base, "--out", str(tmp_path / "b"), "--previous", str(previous)])
+    assert status == REGRESSED
+    assert "REGRESSION" in capsys.readouterr().err
+    written = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [r["name"] for r in written["comparison"]["regressions"]] == [zero["name"]]
+    assert "regression(s) beyond tolerance" in (tmp_path / "b" / "report.html").read_text()
+    # The same comparison from files alone, and a clean one.
+    assert main(["compare", str(tmp_path / "b" / "results.json"), str(previous)]) == REGRESSED
+    same = str(tmp_path / "a" / "results.json")
+    assert main(["compare", same, same]) == 0
+
+
+def test_selection_suite_over_the_api(tmp_path: Path) -> None:
+    out = tmp_path / "sel"
+    assert (
+        run_cli(["run", "--suite", "selection", "--in-process", "--out", str(out), "--no-progress"])
+        == 0
+    )
+    sel = json.loads((out / "results.json").read_text())["suites"]["selection"]
+    assert sel["instructions"] == 30 and sel["turns"] == 14
+    assert sel["always_on_recall"] == 1.0
+    # Threshold 0 selects every conditional instruction up to top_k: recall is high,
+    # precision is what such a selector deserves.
+    assert sel["precision"] < 0.5 and 0 < sel["recall"] <= 1.0
+
+
+def test_bad_input_is_a_message_not_a_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        run_cli(
+            [
+                "run",
+                "--suite",
+                "prefeval",
+                "--in-process",
+                "--out",
+                str(tmp_path / "x"),
+                "--data",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "not PrefEval's layout" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as usage:
+        main(["run", "--in-process", "--out", str(tmp_path), "--arms", "zero-shot,bogus"])
+    assert usage.value.code == 2
+    assert (
+        main(
+            [
+                "run",
+                "--service",
+                "http://127.0.0.1:9",
+                "--api-key",
+                "k",
+                "--suite",
+                "selection",
+                "--out",
+                str(tmp_path / "y"),
+            ],
+            embedder=HashingEmbedder(),
+        )
+        == 1
+    )
+    assert "tailor-eval:" in capsys.readouterr().err
