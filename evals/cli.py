@@ -28,10 +28,10 @@ from evals.cache import ItemCache
 from evals.client import ServiceError, ServiceModel, TailorClient
 from evals.compare import compare
 from evals.job import SUITES, JobOptions, run_job
-from evals.prefeval.arms import ARMS
+from evals.prefeval.arms import ALL_ARMS
 from evals.prefeval.data import FORMS, DatasetError
 from evals.prefeval.runner import BASELINE_USER, TASKS, PrefEvalConfig
-from evals.report import render
+from evals.report import markdown_table, render
 from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
 
@@ -90,7 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.turns,
         help="filler turns, e.g. 0,10,70,300",
     )
-    run.add_argument("--arms", type=_csv(ARMS), default=defaults.arms)
+    run.add_argument(
+        "--arms",
+        type=_csv(ALL_ARMS),
+        default=defaults.arms,
+        help="zero-shot,reminder,rag,tailor (default) and tailor-always",
+    )
     run.add_argument("--tasks", type=_csv(TASKS), default=defaults.tasks)
     run.add_argument("--forms", type=_csv(FORMS), default=defaults.forms)
     run.add_argument("--limit", type=int, help="items per form (default: all)")
@@ -183,22 +188,10 @@ def _gate(
 def _print_summary(results: dict[str, Any]) -> None:
     prefeval = results["suites"].get("prefeval")
     if prefeval:
+        turns = [str(t) for t in prefeval["config"]["turns"]]
         for task, table in prefeval["tasks"].items():
-            turns = [str(t) for t in prefeval["config"]["turns"]]
-            print(f"\n{task} accuracy (chance {prefeval['chance']:.0%} for mcq):")
-            print("| arm | " + " | ".join(f"{t} turns" for t in turns) + " |")
-            print("|---" * (len(turns) + 1) + "|")
-            for arm, row in table.items():
-                cells = []
-                for t in turns:
-                    e = row.get(t)
-                    cells.append(
-                        "-"
-                        if not e or e["value"] is None
-                        else f"{e['value']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]"
-                        + (f" ({e['truncated']}/{e['n']} cut)" if e["truncated"] else "")
-                    )
-                print(f"| {arm} | " + " | ".join(cells) + " |")
+            chance = f", chance {prefeval['chance']:.0%}" if task == "mcq" else ""
+            print(f"\n{task} accuracy [95% CI]{chance}:\n{markdown_table(table, turns)}")
     if "selection" in results["suites"]:
         s = results["suites"]["selection"]
         print(f"\nselection: precision {s['precision']} recall {s['recall']} F1 {s['f1']}")

@@ -133,12 +133,30 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _cell(entry: dict[str, Any] | None) -> str:
+def cell_text(entry: dict[str, Any] | None, arm: str = "") -> str:
+    """`0.58 [0.39, 0.76]`, then how many histories were cut to the window and, for
+    the tailor arms, on how many questions Tailor put the preference in the context."""
     if not entry or entry["value"] is None:
         return "-"
     low, high = entry["ci95"]
-    text = f"{entry['value']:.0%} [{low:.0%}, {high:.0%}] n={entry['n']}"
-    return text + (f", {entry['truncated']} cut" if entry.get("truncated") else "")
+    text = f"{entry['value']:.2f} [{low:.2f}, {high:.2f}]"
+    if entry.get("truncated"):
+        text += f" ({entry['truncated']}/{entry['n']} cut)"
+    if arm.startswith("tailor") and "profile_used" in entry:
+        text += f" (used {entry['profile_used']}/{entry['n']})"
+    return text
+
+
+def markdown_table(table: dict[str, dict[str, Any]], turns: Sequence[str]) -> str:
+    lines = [
+        "| arm | " + " | ".join(f"{t} turns" for t in turns) + " |",
+        "|---" * (len(turns) + 1) + "|",
+    ]
+    lines += [
+        f"| {arm} | " + " | ".join(cell_text(row.get(t), arm) for t in turns) + " |"
+        for arm, row in table.items()
+    ]
+    return "\n".join(lines)
 
 
 def _prefeval(report: dict[str, Any]) -> str:
@@ -163,7 +181,7 @@ def _prefeval(report: dict[str, Any]) -> str:
         out.append(
             _table(
                 ["arm", *[f"{t} turns" for t in turns]],
-                [[arm, *[_cell(row.get(t)) for t in turns]] for arm, row in table.items()],
+                [[arm, *[cell_text(row.get(t), arm) for t in turns]] for arm, row in table.items()],
             )
         )
         if task == "generation":
@@ -183,7 +201,7 @@ def _prefeval(report: dict[str, Any]) -> str:
             out.append(
                 _table(
                     ["arm", *names],
-                    [[arm, *[_cell(row.get(f)) for f in names]] for arm, row in forms.items()],
+                    [[arm, *[cell_text(row.get(f)) for f in names]] for arm, row in forms.items()],
                 )
             )
     if report.get("judge_agreement"):

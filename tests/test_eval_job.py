@@ -118,7 +118,10 @@ def test_prefeval_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
     html = (out / "report.html").read_text()
     assert html.count("<svg") >= 3 and "chance 25%" in html and "<script" not in html
     printed = capsys.readouterr().out
-    assert "| tailor | 1.00 [0.86, 1.00] | 1.00 [0.86, 1.00] (24/24 cut) |" in printed
+    assert (
+        "| tailor | 1.00 [0.86, 1.00] (used 24/24) | 1.00 [0.86, 1.00] (24/24 cut) (used 24/24) |"
+        in printed
+    )
 
     # Resumable: a second run into the same folder answers everything from the cache.
     before = (out / "results.json").read_text()
@@ -219,3 +222,31 @@ def test_bad_input_is_a_message_not_a_trace(
         == 1
     )
     assert "tailor-eval:" in capsys.readouterr().err
+
+
+def test_tailor_always_separates_selection_misses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAILOR_SELECTION_THRESHOLD", "1")  # selection takes nothing
+    out = tmp_path / "r"
+    args = [
+        "run",
+        "--suite",
+        "prefeval",
+        "--in-process",
+        "--out",
+        str(out),
+        "--turns",
+        "70",
+        "--tasks",
+        "mcq",
+        "--arms",
+        "tailor,tailor-always",
+        "--no-progress",
+    ]
+    assert run_cli(args) == 0
+    mcq = json.loads((out / "results.json").read_text())["suites"]["prefeval"]["tasks"]["mcq"]
+    assert mcq["tailor"]["70"]["profile_used"] == 0
+    assert mcq["tailor-always"]["70"]["profile_used"] == 24
+    assert mcq["tailor-always"]["70"]["value"] == 1.0
+    assert mcq["tailor"]["70"]["value"] < 0.5

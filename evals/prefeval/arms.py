@@ -6,7 +6,9 @@ N filler turns, cut to the model's window), then the question in the arm's form.
 - rag: the 5 history messages most similar to the question, quoted before it
   (PrefEval's RAG prompt), the history kept as well;
 - tailor: the question as is, sent for a user whose profile holds the preference, so
-  Tailor composes it into the context (see runner.py)."""
+  Tailor selects and composes it into the context (see runner.py);
+- tailor-always (optional): the same with the instruction marked always-on, which
+  separates Tailor's selection misses from the model's."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from personalization.messages import ChatMessage
 from personalization.text import estimate_tokens
 
 ARMS = ("zero-shot", "reminder", "rag", "tailor")
+ALL_ARMS = (*ARMS, "tailor-always")
 TURNS = (0, 10, 70, 300)
 
 # PrefEval's reminder, verbatim, so the arm is the paper's.

@@ -87,8 +87,8 @@ def pick_items(items: list[PrefItem], cfg: PrefEvalConfig) -> list[PrefItem]:
     return out
 
 
-def _user_id(item: PrefItem) -> str:
-    return "tailor-eval-" + hashlib.sha256(item.key.encode()).hexdigest()[:16]
+def _user_id(item: PrefItem, arm: str) -> str:
+    return "tailor-eval-" + hashlib.sha256(f"{arm}:{item.key}".encode()).hexdigest()[:16]
 
 
 class PrefEvalRun:
@@ -106,7 +106,7 @@ class PrefEvalRun:
         self._retriever = retriever
         self._judge = judge
         self._bare = ServiceModel(client, BASELINE_USER)
-        self._profiles: dict[str, dict[str, Any]] = {}
+        self._profiles: dict[tuple[str, str], dict[str, Any]] = {}
         self.model = ""
 
     def _chat(
@@ -142,10 +142,12 @@ class PrefEvalRun:
             "profile_used": bool(used),
         }
 
-    def _profile(self, item: PrefItem) -> dict[str, Any]:
-        """The tailor arm's user and instruction, set up on first need."""
-        if item.key in self._profiles:
-            return self._profiles[item.key]
+    def _profile(self, item: PrefItem, arm: str) -> dict[str, Any]:
+        """A tailor arm's user and instruction, set up on first need. `tailor` leaves
+        the instruction to Tailor's per-turn selection; `tailor-always` marks it
+        always-on, so the two together separate selection misses from the model's."""
+        if (item.key, arm) in self._profiles:
+            return self._profiles[(item.key, arm)]
         text = item.preference
         if item.form != "explicit":
             key = cache_key({"infer": item.key, "model": self.model, "v": PROMPT_VERSION})
@@ -159,16 +161,18 @@ class PrefEvalRun:
                 found = {"text": " ".join(done.text.split())[:300]}
                 self._cache.put(key, found)
             text = found["text"]
-        user = _user_id(item)
+        user = _user_id(item, arm)
         self._client.fresh_user(user)
         error = None
         try:
             if text:
-                self._client.add_instruction(user, text, source="user")
+                self._client.add_instruction(
+                    user, text, source="user", always_on=arm == "tailor-always"
+                )
         except ServiceError as exc:  # e.g. an inferred sentence the API refuses
             error = f"{exc.code}: {exc}"
-        self._profiles[item.key] = {"user": user, "instruction": text, "error": error}
-        return self._profiles[item.key]
+        self._profiles[(item.key, arm)] = {"user": user, "instruction": text, "error": error}
+        return self._profiles[(item.key, arm)]
 
     def _cell(
         self,
@@ -178,7 +182,7 @@ class PrefEvalRun:
         turns: int,
         pool: list[tuple[ChatMessage, ChatMessage]],
     ) -> dict[str, Any]:
-        profile = self._profile(item) if arm == "tailor" else None
+        profile = self._profile(item, arm) if arm.startswith("tailor") else None
         parts = {
             "task": task,
             "item": item.key,
@@ -278,8 +282,9 @@ class PrefEvalRun:
             "tasks": {task: _table(cells, task, cfg) for task in tasks},
             "by_form": {task: _form_table(by_form, task, cfg) for task in tasks},
             "tailor_profiles": [
-                {"item": k, "instruction": v["instruction"], "error": v["error"]}
-                for k, v in sorted(self._profiles.items())
+                {"item": item, "instruction": v["instruction"], "error": v["error"]}
+                for (item, arm), v in sorted(self._profiles.items())
+                if arm == "tailor" or (item, "tailor") not in self._profiles
             ],
             "judge_agreement": judged,
         }
