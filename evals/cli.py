@@ -34,6 +34,7 @@ from evals.prefeval.runner import BASELINE_USER, TASKS, PrefEvalConfig
 from evals.report import markdown_table, render
 from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
+from store.errors import TailorError
 
 REGRESSED = 3
 
@@ -309,7 +310,7 @@ def main(
             print(f"wrote {html}")
             return 0
         return _run(args, embedder, backend)
-    except (DatasetError, ServiceError, TimeoutError, OSError, httpx.HTTPError) as exc:
+    except (DatasetError, ServiceError, TailorError, TimeoutError, OSError, httpx.HTTPError) as exc:
         print(f"tailor-eval: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import pytest
 
 from evals.cli import REGRESSED, main
 from evals.prefeval.data import load_items, shuffled_options
+from evals.prefeval.judge import load_labelled
 from personalization.backends import Completion, GenerationSettings
 from personalization.messages import ChatMessage
 from tests.fakes import HashingEmbedder, RecordingBackend
@@ -250,3 +251,51 @@ def test_tailor_always_separates_selection_misses(
     assert mcq["tailor-always"]["70"]["profile_used"] == 24
     assert mcq["tailor-always"]["70"]["value"] == 1.0
     assert mcq["tailor"]["70"]["value"] < 0.5
+
+
+def test_judge_on_an_openai_compatible_server(tmp_path: Path) -> None:
+    """A stronger judge is a flag: every check goes to that server, none to Tailor's."""
+    from tests.scripted_server import Scripted, ScriptedServer
+
+    scripted = Mind()
+    with ScriptedServer() as judge:
+        judge.script = [Scripted(text="No.") for _ in range(200)]
+        out = tmp_path / "j"
+        status = run_cli(
+            [
+                "run",
+                "--suite",
+                "prefeval",
+                "--in-process",
+                "--out",
+                str(out),
+                "--turns",
+                "0",
+                "--tasks",
+                "generation",
+                "--arms",
+                "zero-shot",
+                "--limit",
+                "1",
+                "--no-progress",
+                "--judge",
+                "openai",
+                "--judge-base-url",
+                judge.base_url,
+                "--judge-model",
+                "big-judge",
+                "--judge-api-key",
+                "judge-secret",
+            ],
+            scripted,
+        )
+        assert status == 0
+        assert len(judge.requests) == 3 * 4 + 16 * 4  # 3 answers and 16 labelled, 4 checks
+        assert {r["model"] for r in judge.requests} == {"big-judge"}
+        assert set(judge.auth) == {"Bearer judge-secret"}
+    assert not any(m[-1].content.startswith("You are grading") for m in scripted.received)
+    pe = json.loads((out / "results.json").read_text())["suites"]["prefeval"]
+    assert pe["tasks"]["generation"]["zero-shot"]["0"]["error_types"]["unhelpful"] == 3
+    agree = pe["judge_agreement"]
+    helpful = sum(i["labels"]["helpful"] for i in load_labelled())
+    assert agree["helpful"]["agreement"] == round((16 - helpful) / 16, 4)
