@@ -1,4 +1,4 @@
-.PHONY: setup run test test-fast lint bench
+.PHONY: setup run test test-fast lint bench eval
 setup:
 	scripts/setup.sh
 run:
@@ -11,3 +11,5 @@ lint:
 	scripts/setup.sh && .venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 bench:
 	scripts/setup.sh && .venv/bin/python bench/context_latency.py
+eval:
+	scripts/setup.sh && .venv/bin/tailor-eval run --suite nightly --in-process --out runs/$$(date +%F)
