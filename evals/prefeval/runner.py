@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from evals.cache import ItemCache, cache_key
-from evals.client import ServiceError, ServiceModel, TailorClient
+from evals.client import ChatReply, ServiceError, ServiceModel, TailorClient
 from evals.prefeval.arms import (
     ARMS,
     TURNS,
@@ -117,7 +117,7 @@ class PrefEvalRun:
         arm: str,
         filler: list[ChatMessage],
         max_tokens: int,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> tuple[ChatReply, dict[str, Any]]:
         final = final_message(
             arm, prompt, item.question, [*item.conversation, *filler], self._retriever
         )
