@@ -201,6 +201,7 @@ class PrefEvalRun:
             return found
         filler, repeated = filler_turns(pool, turns)
         user = profile["user"] if profile else BASELINE_USER
+        record: dict[str, Any]
         if task == "mcq":
             options, correct = shuffled_options(item, self._cfg.seed)
             reply, info = self._chat(
