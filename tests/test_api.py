@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from service.schemas import MAX_MESSAGES
 from tests.conftest import ADMIN_TOKEN, Api
 
 
@@ -232,7 +233,7 @@ CTX = "/v1/users/alice/context"
         (CTX, {"messages": USER, "top_k": 51}, "invalid_request"),
         (CTX, {"messages": [{"role": "robot", "content": "x"}]}, "invalid_request"),
         (CTX, {"messages": [{"role": "assistant", "content": "x"}]}, "no_user_message"),
-        (CTX, {"messages": USER * 201}, "invalid_request"),
+        (CTX, {"messages": USER * (MAX_MESSAGES + 1)}, "invalid_request"),
     ],
 )
 def test_bad_input_gets_a_clear_422_and_writes_nothing(
@@ -310,7 +311,7 @@ def test_openapi_documents_every_route_with_bounds(api: Api) -> None:
     ]:
         assert path in paths, path
     context_schema = spec["components"]["schemas"]["ContextRequest"]
-    assert context_schema["properties"]["messages"]["maxItems"] == 200
+    assert context_schema["properties"]["messages"]["maxItems"] == MAX_MESSAGES == 1000
     assert context_schema["examples"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
