@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,17 @@ class ItemCache:
         self._done[key] = value
         self._file.write(json.dumps({"key": key, "value": value}) + "\n")
         self._file.flush()
+
+    def remember(
+        self, parts: dict[str, Any], compute: Callable[[], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The cached value for `parts`, else `compute()`, stored before it is returned."""
+        key = cache_key(parts)
+        found = self.get(key)
+        if found is None:
+            found = compute()
+            self.put(key, found)
+        return found
 
     def close(self) -> None:
         self._file.close()

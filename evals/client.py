@@ -93,7 +93,7 @@ class TailorClient:
 
     def fresh_user(self, user_id: str) -> None:
         """Create the user with an empty profile, removing a leftover of a killed run."""
-        self._call("DELETE", f"/v1/users/{user_id}", ok=(204, 404))
+        self.delete_user(user_id)
         self._call("POST", "/v1/users", ok=(201,), json={"id": user_id})
 
     def delete_user(self, user_id: str) -> None:

@@ -38,7 +38,7 @@ def line_chart(
     *,
     top: float = 1.0,
     chance: float | None = None,
-    y_label: str = "accuracy",
+    x_label: str = "filler turns",
 ) -> str:
     """series: name -> per x, (value, ci low, ci high); value None is skipped."""
     parts = [
@@ -59,9 +59,8 @@ def line_chart(
             f'text-anchor="middle">{escape(label)}</text>'
         )
     parts.append(
-        f'<text x="{W / 2}" y="{H - 6}" font-size="11" text-anchor="middle">filler turns</text>'
-        if y_label == "accuracy"
-        else ""
+        f'<text x="{W / 2}" y="{H - 6}" font-size="11" text-anchor="middle">'
+        f"{escape(x_label)}</text>"
     )
     if chance is not None:
         y = _y(chance, top)
@@ -239,7 +238,7 @@ def _cipher(report: dict[str, Any]) -> str:
         [str(i + 1) for i in range(rounds)],
         series,
         top=float(top),
-        y_label="edit distance",
+        x_label="round",
     )
     rows = [
         [

@@ -57,6 +57,20 @@ class Mind(RecordingBackend):
         )
 
 
+def prefeval(out: Path, options: str = "") -> list[str]:
+    """`tailor-eval run --suite prefeval` in-process into `out`, plus `options`."""
+    return [
+        "run",
+        "--suite",
+        "prefeval",
+        "--in-process",
+        "--no-progress",
+        "--out",
+        str(out),
+        *options.split(),
+    ]
+
+
 def run_cli(args: list[str], backend: Any = None) -> int:
     return main(args, embedder=HashingEmbedder(dim=1024), backend=backend or Mind())
 
@@ -70,19 +84,7 @@ def _select_everything(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_prefeval_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    args = [
-        "run",
-        "--suite",
-        "prefeval",
-        "--in-process",
-        "--out",
-        str(out),
-        "--turns",
-        "0,70",
-        "--no-progress",
-        "--context-window",
-        "2048",
-    ]
+    args = prefeval(out, "--turns 0,70 --context-window 2048")
     assert run_cli(args) == 0
     results = json.loads((out / "results.json").read_text())
     pe = results["suites"]["prefeval"]
@@ -136,26 +138,13 @@ def test_prefeval_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_regression_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     previous = tmp_path / "previous.json"
-    base = [
-        "run",
-        "--suite",
-        "prefeval",
-        "--in-process",
-        "--turns",
-        "0",
-        "--tasks",
-        "mcq",
-        "--limit",
-        "1",
-        "--no-progress",
-        "--no-judge-agreement",
-    ]
-    assert run_cli([*base, "--out", str(tmp_path / "a")]) == 0
+    options = "--turns 0 --tasks mcq --limit 1 --no-judge-agreement"
+    assert run_cli(prefeval(tmp_path / "a", options)) == 0
     results = json.loads((tmp_path / "a" / "results.json").read_text())
     zero = next(m for m in results["metrics"] if m["name"].startswith("prefeval.mcq.zero-shot"))
     zero["value"] = min(1.0, zero["value"] + 0.3)  # pretend yesterday was better
     previous.write_text(json.dumps(results))
-    status = run_cli([*base, "--out", str(tmp_path / "b"), "--previous", str(previous)])
+    status = run_cli([*prefeval(tmp_path / "b", options), "--previous", str(previous)])
     assert status == REGRESSED
     assert "REGRESSION" in capsys.readouterr().err
     written = json.loads((tmp_path / "b" / "results.json").read_text())
@@ -184,22 +173,7 @@ def test_selection_suite_over_the_api(tmp_path: Path) -> None:
 def test_bad_input_is_a_message_not_a_trace(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert (
-        run_cli(
-            [
-                "run",
-                "--suite",
-                "prefeval",
-                "--in-process",
-                "--out",
-                str(tmp_path / "x"),
-                "--data",
-                str(tmp_path),
-                "--no-progress",
-            ]
-        )
-        == 1
-    )
+    assert run_cli([*prefeval(tmp_path / "x"), "--data", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "not PrefEval's layout" in err and "Traceback" not in err
     with pytest.raises(SystemExit) as usage:
@@ -230,21 +204,7 @@ def test_tailor_always_separates_selection_misses(
 ) -> None:
     monkeypatch.setenv("TAILOR_SELECTION_THRESHOLD", "1")  # selection takes nothing
     out = tmp_path / "r"
-    args = [
-        "run",
-        "--suite",
-        "prefeval",
-        "--in-process",
-        "--out",
-        str(out),
-        "--turns",
-        "70",
-        "--tasks",
-        "mcq",
-        "--arms",
-        "tailor,tailor-always",
-        "--no-progress",
-    ]
+    args = prefeval(out, "--turns 70 --tasks mcq --arms tailor,tailor-always")
     assert run_cli(args) == 0
     mcq = json.loads((out / "results.json").read_text())["suites"]["prefeval"]["tasks"]["mcq"]
     assert mcq["tailor"]["70"]["profile_used"] == 0
@@ -263,29 +223,9 @@ def test_judge_on_an_openai_compatible_server(tmp_path: Path) -> None:
         out = tmp_path / "j"
         status = run_cli(
             [
-                "run",
-                "--suite",
-                "prefeval",
-                "--in-process",
-                "--out",
-                str(out),
-                "--turns",
-                "0",
-                "--tasks",
-                "generation",
-                "--arms",
-                "zero-shot",
-                "--limit",
-                "1",
-                "--no-progress",
-                "--judge",
-                "openai",
-                "--judge-base-url",
-                judge.base_url,
-                "--judge-model",
-                "big-judge",
-                "--judge-api-key",
-                "judge-secret",
+                *prefeval(out, "--turns 0 --tasks generation --arms zero-shot --limit 1"),
+                *("--judge", "openai", "--judge-base-url", judge.base_url),
+                *("--judge-model", "big-judge", "--judge-api-key", "judge-secret"),
             ],
             scripted,
         )

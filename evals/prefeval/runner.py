@@ -14,11 +14,12 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from itertools import islice, zip_longest
 from typing import Any
 
 from tqdm import tqdm
 
-from evals.cache import ItemCache, cache_key
+from evals.cache import ItemCache
 from evals.client import ChatReply, ServiceError, ServiceModel, TailorClient
 from evals.prefeval.arms import (
     ARMS,
@@ -68,22 +69,19 @@ class _Cell:
 
 
 def pick_items(items: list[PrefItem], cfg: PrefEvalConfig) -> list[PrefItem]:
+    """The items of the chosen forms; with a limit, the first `limit` of each form,
+    taken from its topics in turn so a small run still spans topics."""
     chosen = [i for i in items if i.form in cfg.forms]
     if cfg.limit is None:
         return chosen
-    by_form: dict[str, list[PrefItem]] = defaultdict(list)
-    for item in chosen:
-        by_form[item.form].append(item)
     out: list[PrefItem] = []
-    for group in by_form.values():
+    for form in dict.fromkeys(i.form for i in chosen):
         by_topic: dict[str, list[PrefItem]] = defaultdict(list)
-        for item in group:
-            by_topic[item.topic].append(item)
-        queues = list(by_topic.values())
-        while len([i for i in out if i.form == group[0].form]) < cfg.limit and any(queues):
-            for queue in queues:
-                if queue and len([i for i in out if i.form == group[0].form]) < cfg.limit:
-                    out.append(queue.pop(0))
+        for item in chosen:
+            if item.form == form:
+                by_topic[item.topic].append(item)
+        in_turn = (i for row in zip_longest(*by_topic.values()) for i in row if i is not None)
+        out.extend(islice(in_turn, cfg.limit))
     return out
 
 
@@ -150,17 +148,17 @@ class PrefEvalRun:
             return self._profiles[(item.key, arm)]
         text = item.preference
         if item.form != "explicit":
-            key = cache_key({"infer": item.key, "model": self.model, "v": PROMPT_VERSION})
-            found = self._cache.get(key)
-            if found is None:
+
+            def infer() -> dict[str, Any]:
                 lines = "\n".join(f"{m.role}: {m.content}" for m in item.conversation)
                 done = self._bare.complete(
                     [ChatMessage("user", _INFER.format(conversation=lines))],
                     GenerationSettings(max_tokens=48, temperature=0.0, seed=self._cfg.seed),
                 )
-                found = {"text": " ".join(done.text.split())[:300]}
-                self._cache.put(key, found)
-            text = found["text"]
+                return {"text": " ".join(done.text.split())[:300]}
+
+            parts = {"infer": item.key, "model": self.model, "v": PROMPT_VERSION}
+            text = self._cache.remember(parts, infer)["text"]
         user = _user_id(item, arm)
         self._client.fresh_user(user)
         error = None
@@ -195,10 +193,19 @@ class PrefEvalRun:
             "instruction": profile["instruction"] if profile else None,
             "judge": self._judge.model_id if (self._judge and task == "generation") else None,
         }
-        key = cache_key(parts)
-        found = self._cache.get(key)
-        if found is not None:
-            return found
+        return self._cache.remember(
+            parts, lambda: self._answer(task, item, arm, turns, pool, profile)
+        )
+
+    def _answer(
+        self,
+        task: str,
+        item: PrefItem,
+        arm: str,
+        turns: int,
+        pool: list[tuple[ChatMessage, ChatMessage]],
+        profile: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         filler, repeated = filler_turns(pool, turns)
         user = profile["user"] if profile else BASELINE_USER
         record: dict[str, Any]
@@ -224,7 +231,6 @@ class PrefEvalRun:
                     item.preference, item.question, reply.text
                 ).as_dict()
         record.update(info, filler_repeated=repeated, form=item.form)
-        self._cache.put(key, record)
         return record
 
     def run(
@@ -292,24 +298,22 @@ class PrefEvalRun:
 
     def _agreement(self, progress: bool) -> dict[str, Any]:
         assert self._judge is not None
-        labelled = load_labelled()
+        judge, labelled = self._judge, load_labelled()
         verdicts = []
         for n, item in enumerate(tqdm(labelled, desc="judge agreement", disable=not progress)):
-            key = cache_key(
-                {
-                    "label": n,
-                    "judge": self._judge.model_id,
-                    "v": PROMPT_VERSION,
-                    "response": item["response"],
-                }
-            )
-            found = self._cache.get(key)
-            if found is None:
-                found = self._judge.verdict(
+
+            def judged(item: dict[str, Any] = item) -> dict[str, Any]:
+                return judge.verdict(
                     item["preference"], item["question"], item["response"]
                 ).as_dict()
-                self._cache.put(key, found)
-            verdicts.append(found)
+
+            parts = {
+                "label": n,
+                "judge": judge.model_id,
+                "v": PROMPT_VERSION,
+                "response": item["response"],
+            }
+            verdicts.append(self._cache.remember(parts, judged))
         return agreement(verdicts, labelled)
 
 
