@@ -153,7 +153,11 @@ class InstructionRepository:
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session:
             row = _first_version(
-                scope, preference.text, applies_when, always_on, InstructionSource.inferred,
+                scope,
+                preference.text,
+                applies_when,
+                always_on,
+                InstructionSource.inferred,
                 embeddings,
             )
             row.promoted_from = preference.preference_id
@@ -276,7 +280,12 @@ class InstructionRepository:
                 valid_from=now,
             )
             commit_next_version(
-                session, scope, read, new, entity="instruction", item_id=read.instruction_id,
+                session,
+                scope,
+                read,
+                new,
+                entity="instruction",
+                item_id=read.instruction_id,
                 now=now,
             )
             return read, new

@@ -161,7 +161,12 @@ def accepted_preference(api: Api, h: dict[str, str], text: str) -> str:
     same = "Meeting moved to Thursday."
     edit = api.client.post(
         f"{BASE}/edits",
-        json={"context": "tell the team", "draft": same, "edited": same, "applied_preference": text},
+        json={
+            "context": "tell the team",
+            "draft": same,
+            "edited": same,
+            "applied_preference": text,
+        },
         headers=h,
     )
     assert edit.status_code == 202, edit.text
