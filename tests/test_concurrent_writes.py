@@ -18,11 +18,14 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
 from personalization.text import condition_focus
-from store.models import Instruction
+from store.clock import utcnow
+from store.db import alembic_config, create_db_engine, migrate
+from store.models import Instruction, UTCDateTime
 from store.vector_index import encode_vector
 from tests.conftest import Api
 from tests.fakes import HashingEmbedder
@@ -204,3 +207,81 @@ def test_promote_racing_promote_creates_one_instruction(pair: Any) -> None:
     assert again.status_code == 422
     assert again.json()["error"]["code"] == "preference_not_promotable"
     assert len(promoted_instructions(a, h)) == 1
+
+
+def test_migration_closes_duplicate_current_versions(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    """Rows from before 0005 may hold two current versions of one item (the races it
+    closes); the upgrade keeps the newest current, closes the rest as superseded by
+    it, and only then creates the one-current-version index."""
+    engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(engine), "0003")
+    tenant, user, item = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    rows = {version: uuid.uuid4() for version in (1, 2, 3)}
+    insert = sa.text(
+        "INSERT INTO instruction (id, instruction_id, version, tenant_id, user_id, text, "
+        "always_on, status, source, embedding_model, embedding_dim, text_embedding, "
+        "created_at, valid_from, valid_to) VALUES (:id, :item, :version, :tenant, :user, "
+        ":text, false, 'active', 'app', 'm', 1, :vec, :at, :at, :to)"
+    ).bindparams(
+        sa.bindparam("id", type_=sa.Uuid()),
+        sa.bindparam("item", type_=sa.Uuid()),
+        sa.bindparam("tenant", type_=sa.Uuid()),
+        sa.bindparam("user", type_=sa.Uuid()),
+        sa.bindparam("at", type_=UTCDateTime()),
+        sa.bindparam("to", type_=UTCDateTime()),
+    )
+    at = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO tenant (id, name, created_at) VALUES (:id, 't', :at)").bindparams(
+                sa.bindparam("id", type_=sa.Uuid()),
+                sa.bindparam("at", type_=UTCDateTime()),
+            ),
+            {"id": tenant, "at": at},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO app_user (id, tenant_id, external_id, created_at) "
+                "VALUES (:id, :tenant, 'u', :at)"
+            ).bindparams(
+                sa.bindparam("id", type_=sa.Uuid()),
+                sa.bindparam("tenant", type_=sa.Uuid()),
+                sa.bindparam("at", type_=UTCDateTime()),
+            ),
+            {"id": user, "tenant": tenant, "at": at},
+        )
+        for version, row_id in rows.items():  # versions 2 and 3 both current
+            conn.execute(
+                insert,
+                {
+                    "id": row_id,
+                    "item": item,
+                    "version": version,
+                    "tenant": tenant,
+                    "user": user,
+                    "text": f"v{version}",
+                    "vec": b"\0\0\0\0",
+                    "at": at,
+                    "to": at if version == 1 else None,
+                },
+            )
+    migrate(engine)
+    with sa.orm.Session(engine) as session:
+        versions = session.scalars(
+            sa.select(Instruction)
+            .where(col(Instruction.instruction_id) == item)
+            .order_by(col(Instruction.version))
+        ).all()
+        assert [(v.version, v.valid_to is None) for v in versions] == [
+            (1, False),
+            (2, False),
+            (3, True),
+        ]
+        assert versions[1].superseded_by == rows[3]
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # now enforced
+        conn.execute(
+            sa.update(Instruction).where(col(Instruction.id) == rows[2]).values(valid_to=None)
+        )
+    engine.dispose()
