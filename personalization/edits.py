@@ -9,6 +9,7 @@ again for this context, as accepted."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 
 from personalization.backends import BackendBusy
 from personalization.edit_distance import normalized_edit_distance
@@ -16,19 +17,17 @@ from personalization.edit_worker import EditWorker
 from personalization.embedder import Embedder
 from personalization.profile_writes import ProfileWriter
 from store.edits import COLLECTION, EditRepository
-from store.errors import InvalidInput
 from store.index_manager import IndexManager
 from store.models import (
     Edit,
     InferenceStatus,
     InferredPreference,
     Instruction,
-    InstructionSource,
-    PreferenceStatus,
 )
 from store.preferences import PreferenceRepository
 from store.scope import UserScope
 from store.vector_index import encode_vector
+from store.versioning import check_expected
 
 
 class EditService:
@@ -101,26 +100,14 @@ class EditService:
         *,
         applies_when: str | None,
         always_on: bool,
+        expected: Collection[int] | None = None,
     ) -> tuple[InferredPreference, Instruction]:
         """Make the preference a standing instruction; the preference is kept, marked
-        promoted, and no longer applied on its own (it would be said twice)."""
+        promoted, and no longer applied on its own (it would be said twice). Exactly
+        once: the transition is conditional on the version read here (see
+        InstructionRepository.promote)."""
         current = self._preferences.get(scope, preference_id)
-        if current.status in (PreferenceStatus.promoted, PreferenceStatus.rejected):
-            raise InvalidInput(
-                f"a {current.status} preference cannot be promoted",
-                code="preference_not_promotable",
-            )
-        instruction = self._writer.create_instruction(
-            scope,
-            text=current.text,
-            applies_when=applies_when,
-            always_on=always_on,
-            source=InstructionSource.inferred,
+        check_expected("preference", current, expected)
+        return self._writer.promote_preference(
+            scope, current, applies_when=applies_when, always_on=always_on
         )
-        preference = self._preferences.revise(
-            scope,
-            preference_id,
-            status=PreferenceStatus.promoted,
-            promoted_instruction_id=instruction.instruction_id,
-        )
-        return preference, instruction

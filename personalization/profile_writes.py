@@ -5,7 +5,7 @@ other. Embeddings are computed before the lock: no one waits on the model for it
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from personalization.embedder import Embedder
 from personalization.text import condition_focus
@@ -19,7 +19,13 @@ from store.instructions import (
     InstructionRepository,
     row_vectors,
 )
-from store.models import Instruction, InstructionSource, InstructionStatus, PreferenceExample
+from store.models import (
+    InferredPreference,
+    Instruction,
+    InstructionSource,
+    InstructionStatus,
+    PreferenceExample,
+)
 from store.scope import TenantScope, UserScope
 from store.users import UserRepository
 from store.vector_index import encode_vector
@@ -83,26 +89,65 @@ class ProfileWriter:
         return row
 
     def update_instruction(
-        self, scope: UserScope, instruction_id: uuid.UUID, changes: InstructionChanges
+        self,
+        scope: UserScope,
+        instruction_id: uuid.UUID,
+        changes: InstructionChanges,
+        *,
+        expected: Collection[int] | None = None,
     ) -> Instruction:
+        """The version read here is the one embedded and the one the write replaces:
+        if another writer got there first, the repository answers 409 instead of
+        storing this text's vectors (or that one's) on the wrong version."""
         self._index.require_ready()
+        current = self._instructions.get(scope, instruction_id)
         embeddings: InstructionEmbeddings | None = None
         if changes.text is not None or changes.applies_when is not None:
-            current = self._instructions.get(scope, instruction_id)
             text = changes.text if changes.text is not None else current.text
             applies = current.applies_when if changes.applies_when is None else changes.applies_when
             embeddings = self._embed(text, applies or None)
         with self._index.write_lock:
-            old, new = self._instructions.update(scope, instruction_id, changes, embeddings)
+            old, new = self._instructions.update(
+                scope, current, changes, embeddings, expected=expected
+            )
             self._index.cache.remove(old.user_id, COLLECTION, old.id)
             self._mirror(new)
         return new
 
-    def delete_instruction(self, scope: UserScope, instruction_id: uuid.UUID) -> None:
+    def delete_instruction(
+        self,
+        scope: UserScope,
+        instruction_id: uuid.UUID,
+        *,
+        expected: Collection[int] | None = None,
+    ) -> None:
         self._index.require_ready()
         with self._index.write_lock:
-            row = self._instructions.delete(scope, instruction_id)
+            row = self._instructions.delete(scope, instruction_id, expected=expected)
             self._index.cache.remove(row.user_id, COLLECTION, row.id)
+
+    def promote_preference(
+        self,
+        scope: UserScope,
+        preference: InferredPreference,
+        *,
+        applies_when: str | None,
+        always_on: bool,
+    ) -> tuple[InferredPreference, Instruction]:
+        """The instruction and the preference's promoted version commit together, or
+        neither does (another promote of the same preference won: 409)."""
+        self._index.require_ready()
+        embeddings = self._embed(preference.text, applies_when)
+        with self._index.write_lock:
+            promoted, row = self._instructions.promote(
+                scope,
+                preference,
+                applies_when=applies_when,
+                always_on=always_on,
+                embeddings=embeddings,
+            )
+            self._mirror(row)
+        return promoted, row
 
     def create_example(
         self, scope: UserScope, *, prompt: str, chosen: str, rejected: str

@@ -21,6 +21,7 @@ from store.errors import (
     NotFound,
     NotReady,
     Overloaded,
+    PreconditionFailed,
     TailorError,
     Unauthorized,
 )
@@ -37,6 +38,7 @@ STATUS_FOR: dict[type[TailorError], int] = {
     BackendUnavailable: 503,
     BackendFailed: 502,
     Overloaded: 429,
+    PreconditionFailed: 412,
 }
 
 _HTTP_CODES = {

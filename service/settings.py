@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")
+    idempotency_ttl_s: float = Field(
+        86_400.0, gt=0, description="how long an Idempotency-Key's response is kept"
+    )
+    idempotency_pending_s: float = Field(
+        600.0, gt=0, description="after this, a key whose request never finished may be retried"
+    )
     log_level: str = "INFO"
 
     model_backend: Literal["embedded", "openai"] = Field(

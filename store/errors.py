@@ -45,3 +45,9 @@ class Overloaded(TailorError):
     """Refused at once rather than queued without bound: retry after `retry_after`."""
 
     code = "overloaded"
+
+
+class PreconditionFailed(TailorError):
+    """The client's `If-Match` names a version that is no longer the current one."""
+
+    code = "precondition_failed"

@@ -5,7 +5,7 @@ except by deleting the user."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -14,11 +14,24 @@ from sqlmodel import Session, col, select
 
 from store.changes import record_user_change
 from store.clock import utcnow
-from store.errors import NotFound
-from store.models import Instruction, InstructionSource, InstructionStatus
+from store.errors import InvalidInput, NotFound
+from store.models import (
+    InferredPreference,
+    Instruction,
+    InstructionSource,
+    InstructionStatus,
+    PreferenceStatus,
+)
+from store.preferences import next_preference_version
 from store.scope import UserScope
 from store.vector_index import Entry, Vector, decode_vector
-from store.versioning import commit_next_version
+from store.versioning import (
+    check_expected,
+    close_version,
+    commit_next_version,
+    commit_or_conflict,
+    stage_next_version,
+)
 
 _NOT_FOUND = "no such instruction"
 COLLECTION = "instruction"
@@ -105,24 +118,69 @@ class InstructionRepository:
         embeddings: InstructionEmbeddings,
     ) -> Instruction:
         with Session(self._engine, expire_on_commit=False) as session:
-            row = Instruction(
-                instruction_id=uuid.uuid4(),
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                text=text,
-                applies_when=applies_when,
-                always_on=always_on,
-                source=source,
-                created_by_key=scope.key_id,
-                embedding_model=embeddings.model,
-                embedding_dim=embeddings.dim,
-                text_embedding=embeddings.text,
-                condition_embedding=embeddings.condition,
-            )
+            row = _first_version(scope, text, applies_when, always_on, source, embeddings)
             session.add(row)
             record_user_change(session, scope, "instruction", row.instruction_id, "created", 1)
             session.commit()
             return row
+
+    def promote(
+        self,
+        scope: UserScope,
+        preference: InferredPreference,
+        *,
+        applies_when: str | None,
+        always_on: bool,
+        embeddings: InstructionEmbeddings,
+    ) -> tuple[InferredPreference, Instruction]:
+        """Create the instruction and mark the preference promoted in one transaction.
+
+        `preference` is the version the caller read (and embedded the text of). Closing
+        it is conditional, and the instruction row names the preference it came from
+        under a unique index, so of several promotes racing on one preference exactly
+        one commits; the others get 409 `concurrent_update` and write nothing."""
+        if preference.status in (PreferenceStatus.promoted, PreferenceStatus.rejected):
+            raise InvalidInput(
+                f"a {preference.status} preference cannot be promoted",
+                code="preference_not_promotable",
+            )
+        if preference.promoted_instruction_id is not None:
+            raise InvalidInput(
+                "this preference was promoted before (to instruction "
+                f"{preference.promoted_instruction_id}); it is promoted once",
+                code="preference_not_promotable",
+            )
+        now = utcnow()
+        with Session(self._engine, expire_on_commit=False) as session:
+            row = _first_version(
+                scope,
+                preference.text,
+                applies_when,
+                always_on,
+                InstructionSource.inferred,
+                embeddings,
+            )
+            row.promoted_from = preference.preference_id
+            promoted = next_preference_version(
+                scope,
+                preference,
+                now=now,
+                status=PreferenceStatus.promoted,
+                promoted_instruction_id=row.instruction_id,
+            )
+            stage_next_version(
+                session,
+                scope,
+                preference,
+                promoted,
+                entity="preference",
+                item_id=preference.preference_id,
+                now=now,
+            )
+            session.add(row)
+            record_user_change(session, scope, "instruction", row.instruction_id, "created", 1)
+            commit_or_conflict(session, "preference")
+            return promoted, row
 
     def get(self, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
         with Session(self._engine) as session:
@@ -179,48 +237,75 @@ class InstructionRepository:
     def update(
         self,
         scope: UserScope,
-        instruction_id: uuid.UUID,
+        read: Instruction,
         changes: InstructionChanges,
         embeddings: InstructionEmbeddings | None,
+        *,
+        expected: Collection[int] | None = None,
     ) -> tuple[Instruction, Instruction]:
-        """Write the next version; returns (old, new). Re-embedding is the caller's job,
-        done before this call so the transaction holds no model time."""
+        """Write the next version on top of `read`, the current version the caller read
+        (and embedded the text of, outside this transaction); returns (old, new).
+
+        Nothing is read again here: the new row is `read` plus `changes`, and `read` is
+        closed only if it is still current, so the vectors stored always belong to the
+        text stored. `expected` (from If-Match) are the versions the client accepts."""
+        if read.tenant_id != scope.tenant_id or read.user_id != scope.user_id:
+            raise NotFound(_NOT_FOUND, code="instruction_not_found")
+        check_expected("instruction", read, expected)
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session:
-            old = _current_row(session, scope, instruction_id)
             new = Instruction(
-                instruction_id=old.instruction_id,
-                version=old.version + 1,
-                tenant_id=old.tenant_id,
-                user_id=old.user_id,
-                text=changes.text if changes.text is not None else old.text,
+                instruction_id=read.instruction_id,
+                version=read.version + 1,
+                tenant_id=read.tenant_id,
+                user_id=read.user_id,
+                text=changes.text if changes.text is not None else read.text,
                 applies_when=(
-                    old.applies_when
+                    read.applies_when
                     if changes.applies_when is None
                     else (changes.applies_when or None)
                 ),
-                always_on=old.always_on if changes.always_on is None else changes.always_on,
-                status=old.status if changes.status is None else changes.status,
-                source=old.source,
+                always_on=read.always_on if changes.always_on is None else changes.always_on,
+                status=read.status if changes.status is None else changes.status,
+                source=read.source,
+                promoted_from=read.promoted_from,
                 created_by_key=scope.key_id,
-                embedding_model=embeddings.model if embeddings else old.embedding_model,
-                embedding_dim=embeddings.dim if embeddings else old.embedding_dim,
-                text_embedding=embeddings.text if embeddings else old.text_embedding,
-                condition_embedding=embeddings.condition if embeddings else old.condition_embedding,
-                created_at=old.created_at,
+                embedding_model=embeddings.model if embeddings else read.embedding_model,
+                embedding_dim=embeddings.dim if embeddings else read.embedding_dim,
+                text_embedding=embeddings.text if embeddings else read.text_embedding,
+                condition_embedding=(
+                    embeddings.condition if embeddings else read.condition_embedding
+                ),
+                created_at=read.created_at,
                 valid_from=now,
             )
             commit_next_version(
-                session, scope, old, new, entity="instruction", item_id=instruction_id, now=now
+                session,
+                scope,
+                read,
+                new,
+                entity="instruction",
+                item_id=read.instruction_id,
+                now=now,
             )
-            return old, new
+            return read, new
 
-    def delete(self, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
+    def delete(
+        self,
+        scope: UserScope,
+        instruction_id: uuid.UUID,
+        *,
+        expected: Collection[int] | None = None,
+    ) -> Instruction:
+        """Close the current version as deleted, if it is still the one read here: a
+        delete racing an update either lands on the version that update left (and the
+        update's own close fails), or fails itself; never both acknowledged."""
         with Session(self._engine, expire_on_commit=False) as session:
             row = _current_row(session, scope, instruction_id)
-            row.status = InstructionStatus.deleted
-            row.valid_to = utcnow()
-            session.add(row)
+            check_expected("instruction", row, expected)
+            close_version(
+                session, row, entity="instruction", now=utcnow(), status=InstructionStatus.deleted
+            )
             record_user_change(
                 session, scope, "instruction", instruction_id, "deleted", row.version
             )
@@ -264,6 +349,30 @@ class InstructionRepository:
                 select(sa.func.count()).select_from(Instruction).where(*_active_with(model))
             ).one()
             return int(value)
+
+
+def _first_version(
+    scope: UserScope,
+    text: str,
+    applies_when: str | None,
+    always_on: bool,
+    source: InstructionSource,
+    embeddings: InstructionEmbeddings,
+) -> Instruction:
+    return Instruction(
+        instruction_id=uuid.uuid4(),
+        tenant_id=scope.tenant_id,
+        user_id=scope.user_id,
+        text=text,
+        applies_when=applies_when,
+        always_on=always_on,
+        source=source,
+        created_by_key=scope.key_id,
+        embedding_model=embeddings.model,
+        embedding_dim=embeddings.dim,
+        text_embedding=embeddings.text,
+        condition_embedding=embeddings.condition,
+    )
 
 
 def _active_with(model: str) -> tuple[sa.ColumnElement[bool], ...]:

@@ -100,6 +100,22 @@ class Instruction(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("instruction_id", "version"),
         sa.Index("ix_instruction_scope_current", "tenant_id", "user_id", "valid_to"),
+        # One current version per instruction, enforced by the database (see versioning).
+        sa.Index(
+            "ux_instruction_current",
+            "instruction_id",
+            unique=True,
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        ),
+        # A preference is promoted once: one instruction (first version) per preference.
+        sa.Index(
+            "ux_instruction_promoted_from",
+            "promoted_from",
+            unique=True,
+            sqlite_where=sa.text("version = 1"),
+            postgresql_where=sa.text("version = 1"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -113,6 +129,9 @@ class Instruction(SQLModel, table=True):
     status: InstructionStatus = Field(default=InstructionStatus.active, sa_type=sa.String(16))
     source: InstructionSource = Field(default=InstructionSource.app, sa_type=sa.String(16))
     created_by_key: uuid.UUID | None = None
+    promoted_from: uuid.UUID | None = Field(
+        default=None, description="preference_id this instruction was promoted from"
+    )
     embedding_model: str = Field(max_length=200)
     embedding_dim: int
     text_embedding: bytes = Field(sa_type=sa.LargeBinary)
@@ -221,6 +240,13 @@ class InferredPreference(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("preference_id", "version"),
         sa.Index("ix_preference_scope_current", "tenant_id", "user_id", "valid_to"),
+        sa.Index(
+            "ux_preference_current",
+            "preference_id",
+            unique=True,
+            sqlite_where=sa.text("valid_to IS NULL"),
+            postgresql_where=sa.text("valid_to IS NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -237,3 +263,28 @@ class InferredPreference(SQLModel, table=True):
     valid_from: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     valid_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
     superseded_by: uuid.UUID | None = None
+
+
+class IdempotencyRecord(SQLModel, table=True):
+    """A POST made with an `Idempotency-Key`, and the response it got, so a retry with
+    the same key gets the same answer instead of a second write. The unique key
+    settles racing retries in the database. `status` is None while the first request
+    is still running. Records expire (`expires_at`) and go with their user."""
+
+    __tablename__ = "idempotency_record"
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "key", "method", "path"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", ondelete="CASCADE")
+    user_id: uuid.UUID | None = Field(
+        default=None, foreign_key="app_user.id", index=True, ondelete="CASCADE"
+    )
+    key: str = Field(max_length=255)
+    method: str = Field(max_length=8)
+    path: str = Field(max_length=1000)
+    request_hash: str = Field(max_length=64)
+    status: int | None = None
+    response_body: str | None = Field(default=None, sa_type=sa.Text)
+    response_headers: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime, index=True)

@@ -4,7 +4,8 @@ writes a new version and closes the old one."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -15,7 +16,7 @@ from store.clock import utcnow
 from store.errors import NotFound
 from store.models import Edit, InferredPreference, PreferenceStatus
 from store.scope import UserScope
-from store.versioning import commit_next_version
+from store.versioning import check_expected, commit_next_version
 
 _NOT_FOUND = "no such preference"
 APPLICABLE = (PreferenceStatus.suggested, PreferenceStatus.accepted)
@@ -59,6 +60,31 @@ def new_preference(
     session.add(row)
     record_user_change(session, scope, "preference", row.preference_id, "created", 1)
     return row
+
+
+def next_preference_version(
+    scope: UserScope,
+    old: InferredPreference,
+    *,
+    now: datetime,
+    text: str | None = None,
+    status: PreferenceStatus | None = None,
+    promoted_instruction_id: uuid.UUID | None = None,
+) -> InferredPreference:
+    """The version after `old` (not yet added to a session): `old` plus the changes."""
+    return InferredPreference(
+        preference_id=old.preference_id,
+        version=old.version + 1,
+        tenant_id=old.tenant_id,
+        user_id=old.user_id,
+        text=text if text is not None else old.text,
+        status=status if status is not None else old.status,
+        source_edit_id=old.source_edit_id,
+        promoted_instruction_id=promoted_instruction_id or old.promoted_instruction_id,
+        created_by_key=scope.key_id,
+        created_at=old.created_at,
+        valid_from=now,
+    )
 
 
 class PreferenceRepository:
@@ -106,24 +132,15 @@ class PreferenceRepository:
         *,
         text: str | None = None,
         status: PreferenceStatus | None = None,
-        promoted_instruction_id: uuid.UUID | None = None,
+        expected: Collection[int] | None = None,
     ) -> InferredPreference:
+        """Write the next version; the version read here is closed only if it is still
+        current (409 otherwise). `expected` (from If-Match) are the versions accepted."""
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session:
             old = _current_row(session, scope, preference_id)
-            new = InferredPreference(
-                preference_id=old.preference_id,
-                version=old.version + 1,
-                tenant_id=old.tenant_id,
-                user_id=old.user_id,
-                text=text if text is not None else old.text,
-                status=status if status is not None else old.status,
-                source_edit_id=old.source_edit_id,
-                promoted_instruction_id=promoted_instruction_id or old.promoted_instruction_id,
-                created_by_key=scope.key_id,
-                created_at=old.created_at,
-                valid_from=now,
-            )
+            check_expected("preference", old, expected)
+            new = next_preference_version(scope, old, now=now, text=text, status=status)
             commit_next_version(
                 session, scope, old, new, entity="preference", item_id=preference_id, now=now
             )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from service.deps import EditsDep, EditServiceDep, PreferencesDep, UserScopeDep
-from service.routes.instructions import instruction_public
+from service.etags import ETAG_HEADERS, IfMatch, etag_header, expected_versions
+from service.idempotency import IDEMPOTENCY_HEADERS, IdempotencyDep
+from service.routes.instructions import CONDITIONAL, instruction_public
 from service.schemas import (
     EditCreate,
     EditList,
@@ -44,18 +46,23 @@ router = APIRouter(
         "Returns at once. When the edit is non-trivial a background worker asks the model "
         "for the preference it shows; poll `GET .../edits/{id}` for `inference_status`."
     ),
-    responses={429: {"model": ErrorResponse}},
+    responses={202: {"headers": IDEMPOTENCY_HEADERS}, 429: {"model": ErrorResponse}},
 )
-def create_edit(body: EditCreate, scope: UserScopeDep, service: EditServiceDep) -> EditPublic:
-    edit = service.record(
-        scope,
-        context=body.context,
-        draft=body.draft,
-        edited=body.edited,
-        task=body.task,
-        applied_preference=body.applied_preference,
-    )
-    return EditPublic.model_validate(edit)
+def create_edit(
+    body: EditCreate, scope: UserScopeDep, service: EditServiceDep, idempotent: IdempotencyDep
+) -> Response:
+    def record() -> EditPublic:
+        edit = service.record(
+            scope,
+            context=body.context,
+            draft=body.draft,
+            edited=body.edited,
+            task=body.task,
+            applied_preference=body.applied_preference,
+        )
+        return EditPublic.model_validate(edit)
+
+    return idempotent.respond(scope, body, 202, record)
 
 
 @router.get("/edits", response_model=EditList, tags=["edits"], summary="List the user's edits")
@@ -110,11 +117,14 @@ def list_preferences(
     response_model=PreferencePublic,
     tags=["inferred preferences"],
     summary="The current version of one inferred preference",
+    responses={200: {"headers": ETAG_HEADERS}},
 )
 def get_preference(
-    preference_id: uuid.UUID, scope: UserScopeDep, preferences: PreferencesDep
+    preference_id: uuid.UUID, scope: UserScopeDep, preferences: PreferencesDep, response: Response
 ) -> PreferencePublic:
-    return PreferencePublic.model_validate(preferences.get(scope, preference_id))
+    row = preferences.get(scope, preference_id)
+    response.headers.update(etag_header(row.preference_id, row.version))
+    return PreferencePublic.model_validate(row)
 
 
 @router.patch(
@@ -122,20 +132,25 @@ def get_preference(
     response_model=PreferencePublic,
     tags=["inferred preferences"],
     summary="Accept, reject or reword a preference (writes a new version)",
-    responses={409: {"model": ErrorResponse}},
+    description="With `If-Match: <ETag>` it changes only that version (else 412).",
+    responses={200: {"headers": ETAG_HEADERS}, **CONDITIONAL},
 )
 def update_preference(
     preference_id: uuid.UUID,
     body: PreferenceUpdate,
     scope: UserScopeDep,
     preferences: PreferencesDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> PreferencePublic:
     row = preferences.revise(
         scope,
         preference_id,
         text=body.text,
         status=PreferenceStatus(body.status) if body.status else None,
+        expected=expected_versions(if_match, preference_id),
     )
+    response.headers.update(etag_header(row.preference_id, row.version))
     return PreferencePublic.model_validate(row)
 
 
@@ -144,21 +159,46 @@ def update_preference(
     response_model=PreferencePromoted,
     tags=["inferred preferences"],
     summary="Turn the preference into a standing instruction (the preference is kept)",
-    responses={422: {"model": ErrorResponse}},
+    description=(
+        "Exactly once per preference: of several promotes racing on one preference, one "
+        "succeeds and the others answer 409 `concurrent_update`; a promote of a promoted "
+        "(or rejected) preference answers 422 `preference_not_promotable`. If-Match (the "
+        "preference's ETag) and Idempotency-Key are honoured."
+    ),
+    responses={
+        200: {"headers": {**ETAG_HEADERS, **IDEMPOTENCY_HEADERS}},
+        422: {"model": ErrorResponse},
+        **CONDITIONAL,
+    },
 )
 def promote_preference(
     preference_id: uuid.UUID,
     body: PreferencePromote,
     scope: UserScopeDep,
     service: EditServiceDep,
-) -> PreferencePromoted:
-    preference, instruction = service.promote(
-        scope, preference_id, applies_when=body.applies_when, always_on=body.always_on
-    )
-    return PreferencePromoted(
-        preference=PreferencePublic.model_validate(preference),
-        instruction=instruction_public(instruction),
-    )
+    idempotent: IdempotencyDep,
+    if_match: IfMatch = None,
+) -> Response:
+    def promote() -> PreferencePromoted:
+        preference, instruction = service.promote(
+            scope,
+            preference_id,
+            applies_when=body.applies_when,
+            always_on=body.always_on,
+            expected=expected_versions(if_match, preference_id),
+        )
+        return PreferencePromoted(
+            preference=PreferencePublic.model_validate(preference),
+            instruction=instruction_public(instruction),
+        )
+
+    return idempotent.respond(scope, body, 200, promote, _preference_etag)
+
+
+def _preference_etag(result: Any) -> dict[str, str]:
+    """The promoted preference's version: what a later If-Match on it must name."""
+    assert isinstance(result, PreferencePromoted)
+    return etag_header(result.preference.id, result.preference.version)
 
 
 @router.get(

@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from service.deps import ExamplesDep, UserScopeDep, WriterDep
+from service.idempotency import IDEMPOTENCY_HEADERS, IdempotencyDep
 from service.schemas import ErrorResponse, ExampleCreate, ExampleList, ExamplePublic
 
 router = APIRouter(
@@ -24,12 +25,18 @@ router = APIRouter(
     status_code=201,
     response_model=ExamplePublic,
     summary="Record a (prompt, chosen, rejected) example of this user's taste",
+    responses={201: {"headers": IDEMPOTENCY_HEADERS}},
 )
-def create_example(body: ExampleCreate, scope: UserScopeDep, writer: WriterDep) -> ExamplePublic:
-    row = writer.create_example(
-        scope, prompt=body.prompt, chosen=body.chosen, rejected=body.rejected
-    )
-    return ExamplePublic.model_validate(row)
+def create_example(
+    body: ExampleCreate, scope: UserScopeDep, writer: WriterDep, idempotent: IdempotencyDep
+) -> Response:
+    def create() -> ExamplePublic:
+        row = writer.create_example(
+            scope, prompt=body.prompt, chosen=body.chosen, rejected=body.rejected
+        )
+        return ExamplePublic.model_validate(row)
+
+    return idempotent.respond(scope, body, 201, create)
 
 
 @router.get("", response_model=ExampleList, summary="List the user's preference examples")

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
 from service.deps import InstructionsDep, UserScopeDep, WriterDep
+from service.etags import ETAG_HEADERS, IfMatch, etag_header, expected_versions
+from service.idempotency import IDEMPOTENCY_HEADERS, IdempotencyDep
 from service.schemas import (
     ErrorResponse,
     InstructionCreate,
@@ -28,25 +30,54 @@ router = APIRouter(
     },
 )
 
+CONDITIONAL: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorResponse,
+        "description": "`concurrent_update`: another write changed the instruction since "
+        "this one read it; read it again and retry",
+    },
+    412: {
+        "model": ErrorResponse,
+        "description": "`precondition_failed`: If-Match names a version that is not the "
+        "current one",
+    },
+}
+
 
 def instruction_public(row: Instruction) -> InstructionPublic:
     return InstructionPublic.model_validate(row)
 
 
+def instruction_etag(public: Any) -> dict[str, str]:
+    assert isinstance(public, InstructionPublic)
+    return etag_header(public.id, public.version)
+
+
 @router.post(
-    "", status_code=201, response_model=InstructionPublic, summary="Add a standing instruction"
+    "",
+    status_code=201,
+    response_model=InstructionPublic,
+    summary="Add a standing instruction",
+    description="Send an `Idempotency-Key` to make retries safe.",
+    responses={
+        201: {"headers": {**ETAG_HEADERS, **IDEMPOTENCY_HEADERS}},
+        409: {"model": ErrorResponse, "description": "`idempotency_key_in_use`"},
+    },
 )
 def create_instruction(
-    body: InstructionCreate, scope: UserScopeDep, writer: WriterDep
-) -> InstructionPublic:
-    row = writer.create_instruction(
-        scope,
-        text=body.text,
-        applies_when=body.applies_when,
-        always_on=body.always_on,
-        source=InstructionSource(body.source),
-    )
-    return instruction_public(row)
+    body: InstructionCreate, scope: UserScopeDep, writer: WriterDep, idempotent: IdempotencyDep
+) -> Response:
+    def create() -> InstructionPublic:
+        row = writer.create_instruction(
+            scope,
+            text=body.text,
+            applies_when=body.applies_when,
+            always_on=body.always_on,
+            source=InstructionSource(body.source),
+        )
+        return instruction_public(row)
+
+    return idempotent.respond(scope, body, 201, create, instruction_etag)
 
 
 @router.get("", response_model=InstructionList, summary="List current standing instructions")
@@ -69,22 +100,36 @@ def list_instructions(
 
 
 @router.get(
-    "/{instruction_id}", response_model=InstructionPublic, summary="Get the current version"
+    "/{instruction_id}",
+    response_model=InstructionPublic,
+    summary="Get the current version",
+    responses={200: {"headers": ETAG_HEADERS}},
 )
 def get_instruction(
-    instruction_id: uuid.UUID, scope: UserScopeDep, instructions: InstructionsDep
+    instruction_id: uuid.UUID,
+    scope: UserScopeDep,
+    instructions: InstructionsDep,
+    response: Response,
 ) -> InstructionPublic:
-    return instruction_public(instructions.get(scope, instruction_id))
+    public = instruction_public(instructions.get(scope, instruction_id))
+    response.headers.update(instruction_etag(public))
+    return public
 
 
 @router.patch(
     "/{instruction_id}",
     response_model=InstructionPublic,
     summary="Change an instruction: writes a new version, the old one is kept in history",
-    responses={409: {"model": ErrorResponse}},
+    description="With `If-Match: <ETag>` it changes only that version (else 412).",
+    responses={200: {"headers": ETAG_HEADERS}, **CONDITIONAL},
 )
 def update_instruction(
-    instruction_id: uuid.UUID, body: InstructionUpdate, scope: UserScopeDep, writer: WriterDep
+    instruction_id: uuid.UUID,
+    body: InstructionUpdate,
+    scope: UserScopeDep,
+    writer: WriterDep,
+    response: Response,
+    if_match: IfMatch = None,
 ) -> InstructionPublic:
     changes = InstructionChanges(
         text=body.text,
@@ -92,18 +137,27 @@ def update_instruction(
         always_on=body.always_on,
         status=InstructionStatus(body.status) if body.status else None,
     )
-    return instruction_public(writer.update_instruction(scope, instruction_id, changes))
+    row = writer.update_instruction(
+        scope, instruction_id, changes, expected=expected_versions(if_match, instruction_id)
+    )
+    public = instruction_public(row)
+    response.headers.update(instruction_etag(public))
+    return public
 
 
 @router.delete(
     "/{instruction_id}",
     status_code=204,
     summary="Delete an instruction (soft: its history stays readable)",
+    description="With `If-Match: <ETag>` it deletes only that version (else 412).",
+    responses=CONDITIONAL,
 )
 def delete_instruction(
-    instruction_id: uuid.UUID, scope: UserScopeDep, writer: WriterDep
+    instruction_id: uuid.UUID, scope: UserScopeDep, writer: WriterDep, if_match: IfMatch = None
 ) -> Response:
-    writer.delete_instruction(scope, instruction_id)
+    writer.delete_instruction(
+        scope, instruction_id, expected=expected_versions(if_match, instruction_id)
+    )
     return Response(status_code=204)
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from service.deps import ImporterDep, PortsDep, UserScopeDep
+from service.idempotency import IDEMPOTENCY_HEADERS, IdempotencyDep
 from service.schemas import ErrorResponse, ImportResult, ProfileExport, ProfileImport
 from store.export import export_user
 
@@ -29,13 +30,22 @@ def export_profile(scope: UserScopeDep, ports: PortsDep) -> ProfileExport:
     status_code=201,
     response_model=ImportResult,
     summary="Restore a profile from an export into this user (re-embedded)",
-    responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+    responses={
+        201: {"headers": IDEMPOTENCY_HEADERS},
+        413: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+    },
 )
-def import_profile(body: ProfileImport, scope: UserScopeDep, importer: ImporterDep) -> ImportResult:
-    counts = importer.restore(scope, body.model_dump(mode="json"))
-    return ImportResult(
-        instructions=counts.instructions,
-        examples=counts.examples,
-        edits=counts.edits,
-        preferences=counts.preferences,
-    )
+def import_profile(
+    body: ProfileImport, scope: UserScopeDep, importer: ImporterDep, idempotent: IdempotencyDep
+) -> Response:
+    def restore() -> ImportResult:
+        counts = importer.restore(scope, body.model_dump(mode="json"))
+        return ImportResult(
+            instructions=counts.instructions,
+            examples=counts.examples,
+            edits=counts.edits,
+            preferences=counts.preferences,
+        )
+
+    return idempotent.respond(scope, body, 201, restore)
