@@ -25,6 +25,8 @@ from service.deps import (
 from service.schemas import ErrorResponse
 from service.settings import Settings
 from store.clock import utcnow
+from store.keys import KeyRepository
+from store.scope import TenantScope
 
 SESSION_KEY_NAME = "profile-session"
 
@@ -52,6 +54,22 @@ def profile_url(settings: Settings, user_id: str, session_id: uuid.UUID, token: 
     return f"{settings.profile_base_url}/ui/#{fragment}"
 
 
+def mint_session(
+    keys: KeyRepository, scope: TenantScope, settings: Settings, user_id: str
+) -> SessionCreated:
+    """One way to open a session, for the route and for `tailor link`."""
+    expires_at = utcnow() + timedelta(seconds=settings.session_ttl_s)
+    issued = keys.issue(
+        scope, name=SESSION_KEY_NAME, external_user_id=user_id, expires_at=expires_at
+    )
+    return SessionCreated(
+        id=issued.key.id,
+        url=profile_url(settings, user_id, issued.key.id, issued.secret),
+        token=issued.secret,
+        expires_at=expires_at,
+    )
+
+
 @router.post(
     "",
     status_code=201,
@@ -68,16 +86,7 @@ def profile_url(settings: Settings, user_id: str, session_id: uuid.UUID, token: 
 def create_session(
     user_id: UserIdPath, scope: TenantWideScopeDep, keys: KeysDep, settings: SettingsDep
 ) -> SessionCreated:
-    expires_at = utcnow() + timedelta(seconds=settings.session_ttl_s)
-    issued = keys.issue(
-        scope, name=SESSION_KEY_NAME, external_user_id=user_id, expires_at=expires_at
-    )
-    return SessionCreated(
-        id=issued.key.id,
-        url=profile_url(settings, user_id, issued.key.id, issued.secret),
-        token=issued.secret,
-        expires_at=expires_at,
-    )
+    return mint_session(keys, scope, settings, user_id)
 
 
 @router.delete(

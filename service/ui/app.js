@@ -82,9 +82,12 @@
   }
 
   // --- messages -------------------------------------------------------------------
+  let sayTimer = 0;
   function say(text) {
     $("alert").hidden = true;
     $("status").textContent = text;
+    window.clearTimeout(sayTimer);
+    sayTimer = window.setTimeout(() => { $("status").textContent = ""; }, 6000);
   }
 
   function fail(error) {
@@ -93,6 +96,7 @@
       showNoSession("Your link has expired or was ended. Ask your app for a new one.");
       return;
     }
+    $("status").textContent = "";
     const alert = $("alert");
     alert.textContent = error instanceof ApiError ? error.message : "Something went wrong. Try again.";
     alert.hidden = false;
@@ -332,7 +336,7 @@
     const node = el("li", { class: "card item", "data-id": pref.id });
     const name = '"' + pref.text.slice(0, 40) + (pref.text.length > 40 ? "…" : "") + '"';
     node.append(el("p", { class: "text", text: pref.text }));
-    const meta = el("p", { class: "meta" }, badge(pref.status, pref.status === "accepted" ? "on" : "muted"),
+    const meta = el("p", { class: "meta" }, badge(pref.status.charAt(0).toUpperCase() + pref.status.slice(1), pref.status === "accepted" ? "on" : "muted"),
       el("span", { class: "small", text: "version " + pref.version + " · " + when(pref.updated_at) }));
     node.append(meta);
     node.append(editBlock(edits.get(pref.source_edit_id)));
