@@ -53,12 +53,17 @@ def _link(settings: Settings, user_id: str, tenant_id: str | None) -> int:
     from store.scope import TenantScope
     from store.users import UserRepository
 
+    try:
+        wanted = uuid.UUID(tenant_id) if tenant_id is not None else None
+    except ValueError:
+        print("--tenant takes the tenant_id that bootstrap printed", file=sys.stderr)
+        return 2
     engine = create_db_engine(settings.sqlalchemy_url)
     migrate(engine)
     with Session(engine) as session:
         query = select(Tenant.id)
-        if tenant_id is not None:
-            query = query.where(Tenant.id == uuid.UUID(tenant_id))
+        if wanted is not None:
+            query = query.where(Tenant.id == wanted)
         tenants = session.exec(query.limit(2)).all()
     if len(tenants) != 1:
         problem = "no such tenant" if tenant_id else "no tenant yet: run `tailor bootstrap`"

@@ -42,9 +42,7 @@ def _item(page: Any, list_id: str, text: str) -> Any:
     return page.locator(f"#{list_id} > li").filter(has_text=text)
 
 
-def test_a_person_reviews_and_changes_their_profile(
-    live_server: LiveServer, page: Any
-) -> None:
+def test_a_person_reviews_and_changes_their_profile(live_server: LiveServer, page: Any) -> None:
     s = live_server
     h = s.tenant("profile-flow")
     s.call("POST", "/v1/users", h, {"id": "alice"}, expect=201)
@@ -76,12 +74,16 @@ def test_a_person_reviews_and_changes_their_profile(
     # The token left the address bar at once, and lives only in this tab's storage.
     assert "token" not in page.url
     assert page.locator("#who-name").inner_text() == "alice"
-    assert _item(page, "instruction-list", "I avoid gluten").locator(".meta").inner_text().startswith(
-        "Always on"
+    assert (
+        _item(page, "instruction-list", "I avoid gluten")
+        .locator(".meta")
+        .inner_text()
+        .startswith("Always on")
     )
-    assert "Only when: when I ask for a plan" in _item(
-        page, "instruction-list", "Use bullet points"
-    ).inner_text()
+    assert (
+        "Only when: when I ask for a plan"
+        in _item(page, "instruction-list", "Use bullet points").inner_text()
+    )
     card = _item(page, "suggested-list", suggestion["text"])
     assert card.count() == 1
     assert "Meeting moved to Thursday." in card.locator(".edit-source").inner_text()
@@ -281,7 +283,9 @@ def test_sign_out_ends_the_session(live_server: LiveServer, page: Any) -> None:
     s.call("GET", "/v1/users/sam", token, expect=401)
 
 
-def test_phone_width_fits_without_sideways_scrolling(live_server: LiveServer, chromium: Any) -> None:
+def test_phone_width_fits_without_sideways_scrolling(
+    live_server: LiveServer, chromium: Any
+) -> None:
     s = live_server
     h = s.tenant("phone")
     s.call("POST", "/v1/users", h, {"id": "pia"}, expect=201)

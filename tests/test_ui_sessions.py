@@ -172,3 +172,41 @@ def test_session_url_and_lifetime_follow_the_settings(start_app: Any) -> None:
     assert session["url"].startswith("https://tailor.example/base/ui/#user=carol%40example.com&")
     expires = datetime.fromisoformat(session["expires_at"])
     assert before + timedelta(seconds=120) <= expires <= utcnow() + timedelta(seconds=120)
+
+
+def test_cli_link_prints_a_working_link(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tailor bootstrap` then `tailor link --user` on a fresh data folder: the printed
+    URL's token reads that user's profile through the app, and only theirs."""
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.cli import main
+    from tests.conftest import make_settings, wait_ready
+    from tests.fakes import HashingEmbedder, RecordingBackend
+
+    monkeypatch.setenv("TAILOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TAILOR_PORT", "8123")
+    assert main(["link", "--user", "demo"]) == 2
+    assert "run `tailor bootstrap`" in capsys.readouterr().err
+    assert main(["bootstrap", "--name", "cli-app"]) == 0
+    capsys.readouterr()
+    assert main(["link", "--user", "demo", "--tenant", "not-a-uuid"]) == 2
+    capsys.readouterr()
+    assert main(["link", "--user", "demo"]) == 0
+    out, err = capsys.readouterr()
+    assert "created user 'demo'" in err
+    url = urlsplit(out.strip())
+    assert (url.netloc, url.path) == ("127.0.0.1:8123", "/ui/")
+    token = parse_qs(url.fragment)["token"][0]
+    settings = make_settings(tmp_path / "data")
+    with TestClient(
+        create_app(settings, embedder=HashingEmbedder(), backend=RecordingBackend())
+    ) as client:
+        wait_ready(client)
+        headers = {"Authorization": f"Bearer {token}"}
+        assert client.get("/v1/users/demo", headers=headers).json()["id"] == "demo"
+        assert client.get("/v1/users", headers=headers).status_code == 403
+    assert main(["link", "--user", "demo"]) == 0
+    assert "created user" not in capsys.readouterr().err

@@ -19,9 +19,7 @@ ASSETS_PACKAGE = "fastapi_standalone_docs"
 
 def install_docs(app: FastAPI) -> None:
     """Call on an app made with docs_url=None and redoc_url=None."""
-    app.mount(
-        ASSETS_PATH, StaticFiles(packages=[(ASSETS_PACKAGE, "static")]), name="docs-assets"
-    )
+    app.mount(ASSETS_PATH, StaticFiles(packages=[(ASSETS_PACKAGE, "static")]), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
 
     @app.get("/docs", include_in_schema=False)
