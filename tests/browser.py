@@ -143,9 +143,10 @@ def chromium() -> Iterator[Any]:
 SCREENSHOT_DIR = Path(os.environ.get("TAILOR_SCREENSHOTS", "/tmp/tailor-ui-screenshots"))
 
 
-def screenshot(page: Any, name: str) -> Path:
-    """Full-page PNGs for a person to look at; never committed."""
+def screenshot(page: Any, name: str, *, full_page: bool = True) -> Path:
+    """PNGs for a person to look at (never committed); a modal dialog needs
+    full_page=False, or its backdrop covers only the first screen of the picture."""
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOT_DIR / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    page.screenshot(path=str(path), full_page=full_page)
     return path

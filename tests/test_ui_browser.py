@@ -159,7 +159,7 @@ def test_a_person_reviews_and_changes_their_profile(live_server: LiveServer, pag
     page.get_by_role("button", name="Delete my data…").click()
     dialog = page.get_by_role("dialog", name="Delete all your data?")
     assert dialog.is_visible()
-    screenshot(page, "4-confirm-delete-1280")
+    screenshot(page, "4-confirm-delete-1280", full_page=False)
     page.keyboard.press("Escape")
     assert not dialog.is_visible()
     assert page.evaluate("document.activeElement.id") == "delete-all"
@@ -311,6 +311,6 @@ def test_phone_width_fits_without_sideways_scrolling(
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         screenshot(page, "8-profile-375")
         page.get_by_role("button", name="Delete my data…").click()
-        screenshot(page, "9-confirm-delete-375")
+        screenshot(page, "9-confirm-delete-375", full_page=False)
     finally:
         context.close()
