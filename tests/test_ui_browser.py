@@ -207,6 +207,28 @@ def test_restore_button_appears_when_the_server_offers_it(
     ]
 
 
+def test_fields_the_page_does_not_know_are_shown(live_server: LiveServer, page: Any) -> None:
+    """Derived fields (e.g. a kind and domains from instruction selection) appear as they
+    come, whatever their names, so the page keeps up with the API."""
+    s = live_server
+    h = s.tenant("extra-fields")
+    s.call("POST", "/v1/users", h, {"id": "dora"}, expect=201)
+    s.call("POST", "/v1/users/dora/instructions", h, {"text": "No peanuts, ever"}, expect=201)
+
+    def with_derived_fields(route: Any) -> None:
+        body = route.fetch().json()
+        for item in body["items"]:
+            item.update(kind="constraint", domains=["food", "health"], empty_list=[])
+        route.fulfill(json=body)
+
+    page.route("**/v1/users/dora/instructions?limit=500", with_derived_fields)
+    _open(page, s.link(h, "dora")["url"])
+    extra = _item(page, "instruction-list", "No peanuts, ever").locator("dl.extra")
+    assert extra.is_visible()
+    assert extra.locator("dt").all_inner_texts() == ["kind", "domains"]
+    assert extra.locator("dd").all_inner_texts() == ["constraint", "food, health"]
+
+
 def test_a_token_shows_its_own_user_only(live_server: LiveServer, page: Any) -> None:
     s = live_server
     h = s.tenant("two-users")

@@ -67,6 +67,7 @@ def test_profile_page_is_served_with_a_strict_policy(api: Api) -> None:
         assert asset.headers["content-security-policy"] == csp
         assert len(asset.content) > 1000
     assert c.get("/ui/app.js").headers["content-type"].startswith("text/javascript")
+    assert c.get("/ui/?utm_source=newsletter").status_code == 200
     missing = c.get("/ui/secrets.txt")
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
@@ -99,6 +100,7 @@ def test_api_docs_load_only_local_assets(api: Api, path: str, expected: int) -> 
         assert asset.status_code == 200, url
         assert len(asset.content) > 1000, url
     assert "/openapi.json" in page.text
+    assert c.get(f"{path}?lang=en").status_code == 200
 
 
 def test_docs_assets_carry_their_licences(api: Api) -> None:

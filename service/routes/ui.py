@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from store.errors import NotFound
@@ -33,7 +33,9 @@ _ASSETS = {
     "app.css": "text/css; charset=utf-8",
 }
 
-router = APIRouter(include_in_schema=False)
+# Plain Starlette routes: outside the OpenAPI document, and outside the API's refusal of
+# unknown query parameters (a link with ?utm_source=... must still open the page).
+router = APIRouter()
 
 
 @cache
@@ -45,19 +47,22 @@ def _serve(name: str) -> Response:
     return Response(_asset(name), media_type=_ASSETS[name], headers=SECURITY_HEADERS)
 
 
-@router.get("/ui")
-def ui_redirect() -> RedirectResponse:
+def ui_redirect(_request: Request) -> RedirectResponse:
     """The browser keeps the #fragment (the token) across this redirect."""
     return RedirectResponse("ui/", status_code=308)
 
 
-@router.get("/ui/")
-def ui_page() -> Response:
+def ui_page(_request: Request) -> Response:
     return _serve("index.html")
 
 
-@router.get("/ui/{name}")
-def ui_asset(name: str) -> Response:
+def ui_asset(request: Request) -> Response:
+    name = str(request.path_params["name"])
     if name not in _ASSETS or name == "index.html":
         raise NotFound("no such page", code="not_found")
     return _serve(name)
+
+
+router.add_route("/ui", ui_redirect, methods=["GET"], include_in_schema=False)
+router.add_route("/ui/", ui_page, methods=["GET"], include_in_schema=False)
+router.add_route("/ui/{name}", ui_asset, methods=["GET"], include_in_schema=False)
