@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -25,16 +25,19 @@ from tests.server_process import free_port
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser")
 
 
+def _missing(message: str) -> NoReturn:
+    """Locally a missing browser skips the tests; in CI it fails them."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def chromium_path() -> str:
-    """The system Chromium; missing it skips the tests locally and fails them in CI."""
     path = os.environ.get("TAILOR_CHROMIUM") or next(
         (p for p in map(shutil.which, CHROMIUM_CANDIDATES) if p), None
     )
     if path is None:
-        message = "no chromium: `apt-get install chromium` (scripts/test.sh does it)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing("no chromium: `apt-get install chromium` (scripts/test.sh does it)")
     return path
 
 
@@ -130,8 +133,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     executable = chromium_path()
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("no playwright: install the dev extras (`pip install -e '.[dev]'`)")
+    with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=executable,
             args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],

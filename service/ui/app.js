@@ -53,8 +53,11 @@
     }
   }
 
+  // Relative to /ui/, so the page also works when Tailor is served under a path prefix.
+  const ROOT = "../";
+
   function userPath(suffix) {
-    return "/v1/users/" + encodeURIComponent(session.user) + (suffix || "");
+    return ROOT + "v1/users/" + encodeURIComponent(session.user) + (suffix || "");
   }
 
   async function api(method, path, body) {
@@ -471,7 +474,7 @@
 
   async function detectRestore() {
     try {
-      const response = await fetch("/openapi.json", { cache: "no-store", credentials: "omit" });
+      const response = await fetch(ROOT + "openapi.json", { cache: "no-store", credentials: "omit" });
       const spec = await response.json();
       canRestore = Object.entries(spec.paths || {}).some(
         ([path, ops]) => /^\/v1\/users\/\{[^}]+\}\/instructions\/\{[^}]+\}\/restore$/.test(path) && ops.post,
