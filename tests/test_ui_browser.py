@@ -336,3 +336,31 @@ def test_phone_width_fits_without_sideways_scrolling(
         screenshot(page, "9-confirm-delete-375", full_page=False)
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [("/docs", ".opblock"), ("/redoc", "[data-section-id^='tag/']")],
+)
+def test_api_docs_render_with_the_network_cut_off(
+    live_server: LiveServer, page: Any, path: str, rendered: str
+) -> None:
+    """Every request that leaves the server is refused, as on a machine without internet:
+    the docs still render every operation."""
+    s = live_server
+    refused: list[str] = []
+
+    def local_only(route: Any) -> None:
+        if route.request.url.startswith(s.base):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    page.goto(s.base + path)
+    page.wait_for_selector(rendered, timeout=30_000)
+    operations = len(s.call("GET", "/openapi.json", {})["paths"])
+    assert page.locator(rendered).count() >= (operations if path == "/docs" else 5)
+    screenshot(page, f"10-offline{path.replace('/', '-')}-1280", full_page=False)
+    assert refused == []

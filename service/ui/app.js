@@ -220,10 +220,13 @@
 
   function openEditor(node, item) {
     const slot = node.querySelector(".slot-edit");
+    const editButton = node.querySelector('[data-action="edit"]');
     if (slot.firstChild) {
       slot.replaceChildren();
+      editButton.setAttribute("aria-expanded", "false");
       return;
     }
+    editButton.setAttribute("aria-expanded", "true");
     const text = el("textarea", { rows: 3, maxLength: 1000, required: true, value: item.text });
     const condition = el("input", { type: "text", maxLength: 500, value: item.applies_when || "" });
     const always = checkbox("Always on: apply to every message", item.always_on);
@@ -242,7 +245,8 @@
     );
     form.querySelector('[data-action="cancel"]').addEventListener("click", () => {
       slot.replaceChildren();
-      node.querySelector('[data-action="edit"]').focus();
+      editButton.setAttribute("aria-expanded", "false");
+      editButton.focus();
     });
     form.addEventListener("submit", (event) => {
       event.preventDefault();
