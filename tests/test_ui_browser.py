@@ -331,6 +331,20 @@ def test_phone_width_fits_without_sideways_scrolling(
     try:
         _open(page, s.link(h, "pia")["url"])
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        # Open every editor too, then check that each control a person can reach has a
+        # name a screen reader reads out.
+        page.locator("#instruction-list").get_by_role("button", name="Edit").first.click()
+        page.locator("#suggested-list").get_by_role("button", name="Reword").first.click()
+        unnamed = page.evaluate(
+            """() => [...document.querySelectorAll('input, textarea, select, button')]
+                .filter((e) => e.offsetParent !== null)
+                .filter((e) => e.tagName === 'BUTTON'
+                    ? !(e.getAttribute('aria-label') || e.textContent.trim())
+                    : e.labels.length === 0)
+                .map((e) => e.outerHTML)"""
+        )
+        assert unnamed == []
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         screenshot(page, "8-profile-375")
         page.get_by_role("button", name="Delete my data…").click()
         screenshot(page, "9-confirm-delete-375", full_page=False)
