@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
@@ -23,9 +24,12 @@ from service.routes import (
     health,
     instructions,
     privacy,
+    sessions,
     tenants,
+    ui,
     users,
 )
+from service.routes.docs import install_docs
 from service.schemas import ErrorResponse
 from service.settings import Settings
 from service.strict_query import reject_unknown_query
@@ -79,6 +83,8 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         dependencies=[Depends(reject_unknown_query)],
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(health.router)
@@ -91,7 +97,19 @@ def create_app(
         context.router,
         chat.router,
         privacy.router,
+        sessions.router,
     ):
         app.include_router(router, responses=COMMON_ERRORS)
+    app.include_router(ui.router)
+    install_docs(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key"],
+            expose_headers=["ETag", "Retry-After", "X-Tailor-Profile-Items"],
+            max_age=600,
+        )
     return app

@@ -3,13 +3,18 @@ The defaults run the embedded mode: SQLite + in-process FAISS + packaged models.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from personalization.context import ContextOptions
+
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?"
+)
 
 
 class Settings(BaseSettings):
@@ -66,6 +71,18 @@ class Settings(BaseSettings):
         600.0, gt=0, description="after this, a key whose request never finished may be retried"
     )
     log_level: str = "INFO"
+    public_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="where people reach Tailor, for profile links; default http://host:port",
+    )
+    session_ttl_s: int = Field(
+        1800, ge=60, le=86_400, description="lifetime of a profile-page session token"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated origins (scheme://host[:port]) allowed to call the API",
+    )
 
     model_backend: Literal["embedded", "openai"] = Field(
         "embedded", description="embedded GGUF model, or any OpenAI-compatible server"
@@ -86,6 +103,30 @@ class Settings(BaseSettings):
     model_gpu_layers: int = Field(0, ge=-1, description="embedded: layers on the GPU (-1 = all)")
     generation_max_tokens: int = Field(256, ge=1, le=8192, description="default max_tokens")
     generation_temperature: float = Field(0.7, ge=0, le=2, description="default temperature")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _exact_origins(cls, origins: list[str]) -> list[str]:
+        """A wildcard would hand every site on the web a user's session token's reach."""
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"not an origin (scheme://host[:port], no path): {origin!r}")
+        return origins
+
+    @property
+    def profile_base_url(self) -> str:
+        """The URL the profile links start with: the public one, else where we listen."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     @model_validator(mode="after")
     def _secure_outside_development(self) -> Settings:

@@ -18,7 +18,7 @@ from store.changes import record_change
 from store.clock import utcnow
 from store.errors import NotFound, Unauthorized
 from store.models import ApiKey, AppUser, Tenant
-from store.scope import TenantScope
+from store.scope import TenantScope, UserScope
 
 KEY_PREFIX = "tlr_"
 _LOOKUP_CHARS = 12  # of the key, including "tlr_"
@@ -168,3 +168,23 @@ class KeyRepository:
                 session.add(key)
                 session.commit()
             return TenantScope(tenant_id=key.tenant_id, key_id=key.id, bound_user_id=key.user_id)
+
+    def revoke_session(
+        self, caller: TenantScope, user: UserScope, key_id: uuid.UUID, *, name: str
+    ) -> None:
+        """End one profile-page session of `user`: a key with that name bound to them.
+        A user-bound caller may end only its own session (signing out); anything else
+        reads as missing, like another user's object."""
+        query = select(ApiKey.id).where(
+            ApiKey.id == key_id,
+            ApiKey.tenant_id == user.tenant_id,
+            ApiKey.user_id == user.user_id,
+            ApiKey.name == name,
+        )
+        if caller.bound_user_id is not None:
+            query = query.where(ApiKey.id == caller.key_id)
+        with Session(self._engine) as session:
+            found = session.exec(query).first()
+        if found is None:
+            raise NotFound("no such session", code="session_not_found")
+        self.revoke(caller, key_id)
