@@ -215,7 +215,7 @@ def _selection_at_scale(report: dict[str, Any]) -> str:
     )
     for split in selection_scale.ordered(report):
         found = splits[split]
-        label = "held-out, the figure that counts" if split == report["headline"] else split
+        label = "held-out: the figure that counts" if split == report["headline"] else "for tuning"
         out.append(f"<h3>{escape(split)} ({escape(label)}): {found['pairs']} pairs</h3>")
         out.append(_table(selection_scale.HEADER, selection_scale.rows(found)))
     largest = sizes[-1] if sizes else None
