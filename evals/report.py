@@ -115,7 +115,7 @@ def _prefeval(report: dict[str, Any]) -> str:
         f"<p class='bad'>{junk} of {len(stored)} stored items look like junk, not a "
         "preference (flagged below).</p>"
         if junk
-        else f"<p>None of the {len(stored)} stored items looks like junk.</p>"
+        else f"<p>No stored item of {len(stored)} looks like junk.</p>"
     )
     out.append(
         _table(
