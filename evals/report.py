@@ -218,7 +218,7 @@ def _selection_at_scale(report: dict[str, Any]) -> str:
         label = "held-out: the figure that counts" if split == report["headline"] else "for tuning"
         out.append(f"<h3>{escape(split)} ({escape(label)}): {found['pairs']} pairs</h3>")
         out.append(_table(selection_scale.HEADER, selection_scale.rows(found)))
-    largest = sizes[-1] if sizes else None
+    largest = str(max(cfg["sizes"])) if sizes else None
     if largest:
         topics = sorted({t for f in splits.values() for t in f["sizes"][largest]["by_topic"]})
         names = selection_scale.ordered(report)
