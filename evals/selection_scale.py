@@ -54,7 +54,7 @@ class ScaleConfig:
     splits: tuple[str, ...] = SPLITS
     sizes: tuple[int, ...] = SIZES
     seed: int = 0
-    limit: int | None = None  # first N pairs per split, round-robin over topics
+    limit: int | None = None  # N pairs per split: a seeded sample, topics in turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,12 +76,15 @@ class Turn:
     empty: bool  # no system_message at all
 
 
-def load_split(root: Path, split: str, limit: int | None = None) -> list[PrefItem]:
+def load_split(root: Path, split: str, limit: int | None = None, seed: int = 0) -> list[PrefItem]:
+    """A split's pairs; with a limit, a seeded sample taking the topics in turn (files
+    often list one kind first, so the first N would not be a fair sample)."""
     folder = root / split
     if not folder.is_dir():
         raise DatasetError(f"{folder}: missing (selection-at-scale reads {split}/ under {root})")
     items = load_items(folder, forms=("explicit",))
     if limit is not None:
+        random.Random(f"{seed}:limit").shuffle(items)  # noqa: S311 (reproducible sample)
         items = pick_items(items, PrefEvalConfig(forms=("explicit",), limit=limit))
     return items
 
@@ -159,7 +162,7 @@ def summarize(turns: Sequence[Turn], profiles: Sequence[Profile]) -> dict[str, A
 def run(client: ScaleClient, cfg: ScaleConfig, progress: bool = True) -> dict[str, Any]:
     splits: dict[str, Any] = {}
     for split in cfg.splits:
-        items = load_split(cfg.data, split, cfg.limit)
+        items = load_split(cfg.data, split, cfg.limit, cfg.seed)
         sizes: dict[str, Any] = {}
         for size in cfg.sizes:
             clock = time.monotonic()

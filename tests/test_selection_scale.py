@@ -153,6 +153,12 @@ def test_limit_takes_topics_in_turn(tmp_path: Path) -> None:
     write_split(tmp_path, "dev", 6)
     picked = selection_scale.load_split(tmp_path, "dev", limit=8)
     assert len(picked) == 8 and Counter(i.topic for i in picked) == dict.fromkeys(TOPICS, 2)
+    # A sample, not the head of each file (which may list one kind first).
+    assert {i.key for i in picked} != {f"explicit/{t}/{n}" for t in TOPICS for n in (0, 1)}
+    again = selection_scale.load_split(tmp_path, "dev", limit=8)
+    assert [i.key for i in again] == [i.key for i in picked]
+    other = selection_scale.load_split(tmp_path, "dev", limit=8, seed=1)
+    assert {i.key for i in other} != {i.key for i in picked}
     with pytest.raises(selection_scale.DatasetError, match="heldout: missing"):
         selection_scale.load_split(tmp_path, "heldout")
 
