@@ -6,8 +6,9 @@
     tailor-eval compare runs/new/results.json runs/old/results.json
     tailor-eval report runs/new/results.json
 
-Exit status: 0 done, 1 failed (message on stderr), 2 bad arguments, 3 a figure
-regressed beyond the tolerance against --previous."""
+Exit status: 0 done, 1 failed (message on stderr; also when --previous or compare
+shares no figure with this run, since comparing nothing proves nothing), 2 bad
+arguments, 3 a figure regressed beyond the tolerance against --previous."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ from typing import Any
 
 import httpx
 
+from evals import selection_scale
 from evals.cache import ItemCache
 from evals.client import ServiceError, ServiceModel, TailorClient
-from evals.compare import compare
+from evals.compare import compare, verdict
 from evals.job import SUITES, JobOptions, run_job
 from evals.prefeval.arms import ALL_ARMS
 from evals.prefeval.data import FORMS, DatasetError
@@ -73,6 +75,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--data", type=Path, help="PrefEval-format folder (default: shipped set)")
     run.add_argument("--selection-data", type=Path, help="labelled selection set (JSON)")
+    scale = selection_scale.ScaleConfig()
+    run.add_argument(
+        "--scale-data",
+        type=Path,
+        help="selection-at-scale: folder with dev/ and heldout/ in PrefEval's explicit layout "
+        "(default: shipped set)",
+    )
+    run.add_argument(
+        "--splits",
+        type=_csv(),
+        default=scale.splits,
+        help="selection-at-scale splits, each reported on its own (default dev,heldout)",
+    )
+    run.add_argument(
+        "--profile-sizes",
+        type=_csv(kind=int),
+        default=scale.sizes,
+        help="selection-at-scale: preferences per user (default 1,10,50)",
+    )
+    run.add_argument(
+        "--scale-limit", type=int, help="selection-at-scale: pairs per split (default: all)"
+    )
     run.add_argument(
         "--out",
         type=Path,
@@ -200,6 +224,8 @@ def _print_summary(results: dict[str, Any]) -> None:
         from evals.cipher_env import table
 
         print("\n" + table(results["suites"]["cipher"]))
+    if "selection-at-scale" in results["suites"]:
+        print(selection_scale.markdown(results["suites"]["selection-at-scale"]))
 
 
 def _run(args: argparse.Namespace, embedder: Embedder | None, backend: ModelBackend | None) -> int:
@@ -214,9 +240,19 @@ def _run(args: argparse.Namespace, embedder: Embedder | None, backend: ModelBack
         generation_max_tokens=args.generation_max_tokens,
         judge_agreement=not args.no_judge_agreement,
     )
+    if any(size < 1 for size in args.profile_sizes) or (
+        args.scale_limit is not None and args.scale_limit < 1
+    ):
+        raise SystemExit("tailor-eval: --profile-sizes and --scale-limit must be at least 1")
+    scale = selection_scale.ScaleConfig(
+        splits=args.splits, sizes=args.profile_sizes, seed=args.seed, limit=args.scale_limit
+    )
+    if args.scale_data:
+        scale = dataclasses.replace(scale, data=args.scale_data)
     options = JobOptions(
         suite=args.suite,
         prefeval=cfg,
+        scale=scale,
         cipher_rounds=args.cipher_rounds,
         cipher_k=args.cipher_k,
         cipher_max_tokens=args.cipher_max_tokens,
@@ -275,6 +311,9 @@ def _run(args: argparse.Namespace, embedder: Embedder | None, backend: ModelBack
 
 
 def _verdict(comparison: dict[str, Any] | None) -> int:
+    if comparison and not comparison["compared"]:
+        print(f"tailor-eval: {verdict(comparison)}", file=sys.stderr)
+        return 1
     if not comparison or not comparison["regressions"]:
         return 0
     print(f"\nREGRESSION against {comparison['previous']}:", file=sys.stderr)
@@ -302,7 +341,7 @@ def main(
             )
             status = _verdict(current["comparison"])
             if status == 0:
-                print(f"no regression over {current['comparison']['compared']} figures")
+                print(verdict(current["comparison"]))
             return status
         if args.command == "report":
             html = args.html or args.results.with_name("report.html")

@@ -1,5 +1,6 @@
 """The regression gate: this run's figures against the previous run's. Rates (higher
-is better) regress when they drop by more than `tolerance` (absolute); costs (lower is
+is better) regress when they drop by more than `tolerance` (absolute), or grow by as
+much for a rate marked `"better": "lower"` (an empty-context rate); costs (lower is
 better) when they grow by more than `cost_tolerance` (relative). Runs are seeded and
 greedy, so an unchanged system gives the same figures and any move is a real change;
 the tolerance is there for legitimately different runs (another machine, new data)."""
@@ -34,7 +35,8 @@ def compare(
             limit = abs(prior["value"]) * cost_tolerance
             worse, better = delta > limit + 1e-9, delta < -limit - 1e-9
         else:
-            worse, better = delta < -tolerance - 1e-9, delta > tolerance + 1e-9
+            gain = -delta if metric.get("better") == "lower" else delta
+            worse, better = gain < -tolerance - 1e-9, gain > tolerance + 1e-9
         if worse:
             regressions.append(row)
         elif better:
@@ -48,3 +50,18 @@ def compare(
         "improvements": improvements,
         "missing": sorted(set(before) - names),
     }
+
+
+def verdict(comparison: dict[str, Any] | None) -> str:
+    """The one-line outcome the report opens with and the CLI prints."""
+    if comparison is None:
+        return "no previous run to compare"
+    if not comparison["compared"]:
+        return (
+            f"NOTHING COMPARED: {comparison.get('previous', 'the previous run')} shares no "
+            "figures with this run (another suite or naming?)"
+        )
+    regressed = len(comparison["regressions"])
+    if regressed:
+        return f"REGRESSION: {regressed} of {comparison['compared']} figures beyond tolerance"
+    return f"PASS: no regression over {comparison['compared']} figures"

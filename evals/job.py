@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evals import cipher_env, selection
+from evals import cipher_env, selection, selection_scale
 from evals.cache import ItemCache
 from evals.client import TailorClient
 from evals.prefeval import runner as prefeval
@@ -20,10 +20,11 @@ from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
 
 SUITES = {
-    "nightly": ("prefeval", "cipher", "selection"),
+    "nightly": ("prefeval", "cipher", "selection", "selection-at-scale"),
     "prefeval": ("prefeval",),
     "cipher": ("cipher",),
     "selection": ("selection",),
+    "selection-at-scale": ("selection-at-scale",),
 }
 SCHEMA = 1
 
@@ -34,6 +35,7 @@ class JobOptions:
     data: Path = SHIPPED
     selection_data: Path = selection.DATA_DIR / "selection_basic.json"
     prefeval: prefeval.PrefEvalConfig = field(default_factory=prefeval.PrefEvalConfig)
+    scale: selection_scale.ScaleConfig = field(default_factory=selection_scale.ScaleConfig)
     cipher_rounds: int = 15
     cipher_k: int = 5
     cipher_max_tokens: int = 120
@@ -74,6 +76,9 @@ def run_job(
                 user_model=user_model,
             )
             metrics += cipher_env.metrics(report)
+        elif suite == "selection-at-scale":
+            report = selection_scale.run(client, options.scale, progress)
+            metrics += selection_scale.metrics(report)
         else:
             dataset = selection.load_dataset(options.selection_data)
             report = selection.run_selection(client, dataset)

@@ -9,119 +9,11 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from evals import selection_scale
+from evals.charts import line_chart, stacked_bars
+from evals.compare import verdict
+from evals.junk import junk_reason
 from evals.prefeval.judge import ERROR_TYPES
-
-COLOURS = ("#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f")
-W, H, PAD = 520, 260, 44
-
-
-def _x(i: int, n: int) -> float:
-    return PAD + (W - 2 * PAD) * (i / max(1, n - 1) if n > 1 else 0.5)
-
-
-def _y(v: float, top: float) -> float:
-    return H - PAD - (H - 2 * PAD) * (v / top if top else 0)
-
-
-def _legend(names: Sequence[str]) -> str:
-    return "".join(
-        f'<text x="{PAD + 120 * i}" y="16" fill="{COLOURS[i % len(COLOURS)]}" '
-        f'font-size="12">&#9632; {escape(name)}</text>'
-        for i, name in enumerate(names)
-    )
-
-
-def line_chart(
-    title: str,
-    x_labels: Sequence[str],
-    series: dict[str, list[tuple[float | None, float, float]]],
-    *,
-    top: float = 1.0,
-    chance: float | None = None,
-    x_label: str = "filler turns",
-) -> str:
-    """series: name -> per x, (value, ci low, ci high); value None is skipped."""
-    parts = [
-        f'<svg viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img">',
-        f"<title>{escape(title)}</title>",
-        _legend(list(series)),
-    ]
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = _y(tick * top, top)
-        parts.append(
-            f'<line x1="{PAD}" x2="{W - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
-            f'<text x="{PAD - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end">'
-            f"{tick * top:.4g}</text>"
-        )
-    for i, label in enumerate(x_labels):
-        parts.append(
-            f'<text x="{_x(i, len(x_labels)):.1f}" y="{H - PAD + 16}" font-size="11" '
-            f'text-anchor="middle">{escape(label)}</text>'
-        )
-    parts.append(
-        f'<text x="{W / 2}" y="{H - 6}" font-size="11" text-anchor="middle">'
-        f"{escape(x_label)}</text>"
-    )
-    if chance is not None:
-        y = _y(chance, top)
-        parts.append(
-            f'<line x1="{PAD}" x2="{W - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="#555" '
-            f'stroke-dasharray="5,4"/><text x="{W - PAD}" y="{y - 4:.1f}" font-size="10" '
-            f'text-anchor="end">chance {chance:.0%}</text>'
-        )
-    for s, (name, points) in enumerate(series.items()):
-        colour = COLOURS[s % len(COLOURS)]
-        shift = (s - (len(series) - 1) / 2) * 4  # side by side, so bars stay visible
-        coords = []
-        for i, (value, low, high) in enumerate(points):
-            if value is None:
-                continue
-            x = _x(i, len(points)) + shift
-            coords.append(f"{x:.1f},{_y(value, top):.1f}")
-            parts.append(
-                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{_y(low, top):.1f}" '
-                f'y2="{_y(high, top):.1f}" stroke="{colour}" opacity="0.5"/>'
-                f'<circle cx="{x:.1f}" cy="{_y(value, top):.1f}" r="3" fill="{colour}">'
-                f"<title>{escape(name)}: {value:.3g} [{low:.3g}, {high:.3g}]</title>"
-                "</circle>"
-            )
-        if len(coords) > 1:
-            parts.append(
-                f'<polyline points="{" ".join(coords)}" fill="none" '
-                f'stroke="{colour}" stroke-width="2"/>'
-            )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def stacked_bars(title: str, rows: dict[str, dict[str, int]], keys: Sequence[str]) -> str:
-    """One horizontal bar per row, split into `keys` by share."""
-    height = 30 + 26 * len(rows)
-    parts = [
-        f'<svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img">',
-        f"<title>{escape(title)}</title>",
-    ]
-    parts += [
-        f'<text x="{110 + 70 * (i % 6)}" y="{14 + 12 * (i // 6)}" font-size="10" '
-        f'fill="{COLOURS[i % len(COLOURS)]}">&#9632; {escape(k)}</text>'
-        for i, k in enumerate(keys)
-    ]
-    for r, (name, counts) in enumerate(rows.items()):
-        y, x, total = 34 + 26 * r, 110.0, sum(counts.get(k, 0) for k in keys)
-        parts.append(
-            f'<text x="104" y="{y + 13}" font-size="11" text-anchor="end">{escape(name)}</text>'
-        )
-        for i, key in enumerate(keys):
-            width = (W - 130) * counts.get(key, 0) / total if total else 0
-            if width:
-                parts.append(
-                    f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="18" '
-                    f'fill="{COLOURS[i % len(COLOURS)]}"><title>{escape(name)} '
-                    f"{escape(key)}: {counts.get(key, 0)}</title></rect>"
-                )
-            x += width
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -164,7 +56,7 @@ def _prefeval(report: dict[str, Any]) -> str:
     out.append(
         f"<p>Model <code>{escape(cfg['model'])}</code>, {cfg['items']} items, "
         f"window {cfg['context_window']} tokens, judge "
-        f"<code>{escape(str(cfg['judge']))}</code>. Cells: accuracy [95% CI] n, and how "
+        f"<code>{escape(str(cfg['judge'] or 'none'))}</code>. Cells: accuracy [95% CI] n, and how "
         "many histories were cut to fit the window.</p>"
     )
     for task, table in report["tasks"].items():
@@ -215,11 +107,23 @@ def _prefeval(report: dict[str, Any]) -> str:
                 ],
             )
         )
+    stored = report["tailor_profiles"]
+    flags = [junk_reason(p["instruction"]) for p in stored]
+    junk = sum(f is not None for f in flags)
     out.append("<h3>What the tailor arm stored</h3>")
     out.append(
+        f"<p class='bad'>{junk} of {len(stored)} stored items look like junk, not a "
+        "preference (flagged below).</p>"
+        if junk
+        else f"<p>No stored item of {len(stored)} looks like junk.</p>"
+    )
+    out.append(
         _table(
-            ["item", "instruction", "error"],
-            [[p["item"], p["instruction"], p["error"] or ""] for p in report["tailor_profiles"]],
+            ["item", "instruction", "error", "junk?"],
+            [
+                [p["item"], p["instruction"], p["error"] or "", flag or ""]
+                for p, flag in zip(stored, flags, strict=True)
+            ],
         )
     )
     return "".join(out)
@@ -285,17 +189,84 @@ def _selection(report: dict[str, Any]) -> str:
     return summary + "<details><summary>per turn</summary>" + turns + "</details>"
 
 
+def _selection_at_scale(report: dict[str, Any]) -> str:
+    cfg, splits = report["config"], report["splits"]
+    out = [
+        f"<p>Data <code>{escape(cfg['data'])}</code>, seed {cfg['seed']}. Each split's pairs "
+        "are shuffled and dealt into profiles of each size; a profile stores every "
+        "preference as the user states it and asks its questions; a hit is the asked-about "
+        "preference among the selected instructions. The last profile is topped up with "
+        "already-asked pairs (stored, not asked again). <b>Held-out is the figure that "
+        "counts</b>; dev is for tuning, and only its misses are listed.</p>"
+    ]
+    sizes = [str(s) for s in cfg["sizes"]]
+    out.append(
+        line_chart(
+            "recall of the asked-about preference",
+            sizes,
+            {
+                split: [
+                    (e["recall"]["value"], *e["recall"]["ci95"]) for e in found["sizes"].values()
+                ]
+                for split, found in splits.items()
+            },
+            x_label="preferences per profile",
+        )
+    )
+    for split in selection_scale.ordered(report):
+        found = splits[split]
+        label = "held-out: the figure that counts" if split == report["headline"] else "for tuning"
+        out.append(f"<h3>{escape(split)} ({escape(label)}): {found['pairs']} pairs</h3>")
+        out.append(_table(selection_scale.HEADER, selection_scale.rows(found)))
+    largest = str(max(cfg["sizes"])) if sizes else None
+    if largest:
+        topics = sorted({t for f in splits.values() for t in f["sizes"][largest]["by_topic"]})
+        names = selection_scale.ordered(report)
+        out.append(f"<h3>Recall per topic, {largest} preferences per profile</h3>")
+        out.append(
+            _table(
+                ["topic", *names],
+                [
+                    [
+                        topic,
+                        *[
+                            _recall_cell(splits[n]["sizes"][largest]["by_topic"].get(topic))
+                            for n in names
+                        ],
+                    ]
+                    for topic in topics
+                ],
+            )
+        )
+        for split in names:
+            misses = splits[split]["sizes"][largest].get("misses")
+            if misses:
+                out.append(
+                    f"<details><summary>{escape(split)}: {len(misses)} misses at {largest}"
+                    "</summary>"
+                    + _table(
+                        ["item", "kind", "question"],
+                        [[m["key"], m["kind"] or "", m["question"]] for m in misses],
+                    )
+                    + "</details>"
+                )
+    return "".join(out)
+
+
+def _recall_cell(entry: dict[str, Any] | None) -> str:
+    if not entry or entry["value"] is None:
+        return "-"
+    return f"{entry['value']:.2f} ({entry['successes']}/{entry['n']})"
+
+
 def _comparison(comparison: dict[str, Any] | None) -> str:
     if comparison is None:
         return "<p>No previous run to compare with.</p>"
-    verdict = (
-        (
-            f"<p class='bad'>{len(comparison['regressions'])} regression(s) beyond tolerance "
-            f"({comparison['tolerance']} on rates, {comparison['cost_tolerance']:.0%} on "
-            "costs).</p>"
-        )
-        if comparison["regressions"]
-        else (f"<p class='good'>No regression over {comparison['compared']} figures.</p>")
+    bad = comparison["regressions"] or not comparison["compared"]
+    verdict_line = (
+        f"<p class='{'bad' if bad else 'good'}'>{escape(verdict(comparison))} "
+        f"(tolerance {comparison['tolerance']} on rates, {comparison['cost_tolerance']:.0%} "
+        "on costs).</p>"
     )
     header = ["figure", "previous", "current", "delta", "n"]
     rows = [
@@ -307,7 +278,7 @@ def _comparison(comparison: dict[str, Any] | None) -> str:
         for r in comparison["improvements"]
     ]
     return (
-        verdict
+        verdict_line
         + (_table(header, rows) if rows else "")
         + ("<h4>Improvements</h4>" + _table(header, better) if better else "")
     )
@@ -324,16 +295,25 @@ def render(results: dict[str, Any]) -> str:
         sections.append(f"<h2>CIPHER edit environment</h2>{_cipher(suites['cipher'])}")
     if "selection" in suites:
         sections.append(f"<h2>Standing-instruction selection</h2>{_selection(suites['selection'])}")
+    if "selection-at-scale" in suites:
+        sections.append(
+            "<h2>Selection at scale</h2>" + _selection_at_scale(suites["selection-at-scale"])
+        )
     style = (
         "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;"
         "padding:3px 6px;font-size:13px;text-align:left}.bad{color:#b00;font-weight:bold}"
-        ".good{color:#070}code{background:#f3f3f3}"
+        ".good{color:#070}code{background:#f3f3f3}.verdict{font-size:1.3em;padding:.4em;"
+        "border:2px solid}"
     )
+    comparison = results.get("comparison")
+    failed = comparison is not None and (comparison["regressions"] or not comparison["compared"])
+    tone = "bad" if failed else ("good" if comparison else "")
+    top = f"<p class='verdict {tone}' id='verdict'>{escape(verdict(comparison))}</p>"
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Tailor eval "
         f"{escape(results['started_at'])}</title><style>{style}</style></head><body>"
         f"<h1>Tailor evaluation: {escape(results['suite'])}</h1><p>Started "
         f"{escape(results['started_at'])}, {results['duration_s']} s, service "
-        f"<code>{escape(results['service'])}</code>.</p>{''.join(sections)}</body></html>"
+        f"<code>{escape(results['service'])}</code>.</p>{top}{''.join(sections)}</body></html>"
     )

@@ -149,11 +149,45 @@ def test_regression_exits_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "REGRESSION" in capsys.readouterr().err
     written = json.loads((tmp_path / "b" / "results.json").read_text())
     assert [r["name"] for r in written["comparison"]["regressions"]] == [zero["name"]]
-    assert "regression(s) beyond tolerance" in (tmp_path / "b" / "report.html").read_text()
+    html = (tmp_path / "b" / "report.html").read_text()
+    # The verdict opens the report, before any section.
+    top = html.index("<p class='verdict bad' id='verdict'>REGRESSION: 1 of ")
+    assert top < html.index("<h2>")
     # The same comparison from files alone, and a clean one.
     assert main(["compare", str(tmp_path / "b" / "results.json"), str(previous)]) == REGRESSED
     same = str(tmp_path / "a" / "results.json")
+    capsys.readouterr()
     assert main(["compare", same, same]) == 0
+    assert capsys.readouterr().out.startswith("PASS: no regression over ")
+    first = (tmp_path / "a" / "report.html").read_text()
+    assert "id='verdict'>no previous run to compare</p>" in first
+
+
+def test_comparing_nothing_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Results that share no figure (here another suite) prove nothing: exit 1, one
+    line, no trace, from `compare` and from `run --previous` alike."""
+    sel = tmp_path / "sel"
+    assert (
+        run_cli(["run", "--suite", "selection", "--in-process", "--no-progress", "--out", str(sel)])
+        == 0
+    )
+    pe = tmp_path / "pe"
+    assert run_cli(prefeval(pe, "--turns 0 --tasks mcq --limit 1 --no-judge-agreement")) == 0
+    capsys.readouterr()
+    assert main(["compare", str(pe / "results.json"), str(sel / "results.json")]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    lines = printed.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tailor-eval: NOTHING COMPARED: ")
+    assert "Traceback" not in printed.err
+
+    again = tmp_path / "again"
+    args = prefeval(again, "--turns 0 --tasks mcq --limit 1 --no-judge-agreement")
+    assert run_cli([*args, "--previous", str(sel / "results.json")]) == 1
+    assert "tailor-eval: NOTHING COMPARED: " in capsys.readouterr().err
+    # The run itself is kept, and its report says what went wrong at the top.
+    assert json.loads((again / "results.json").read_text())["comparison"]["compared"] == 0
+    assert "id='verdict'>NOTHING COMPARED: " in (again / "report.html").read_text()
 
 
 def test_selection_suite_over_the_api(tmp_path: Path) -> None:

@@ -56,6 +56,8 @@ def test_nightly_suite_against_a_real_server(tmp_path: Path) -> None:
             "2",
             "--cipher-max-tokens",
             "24",
+            "--scale-limit",
+            "40",
             "--no-progress",
         ]
         done = subprocess.run(
@@ -83,6 +85,8 @@ def test_nightly_suite_against_a_real_server(tmp_path: Path) -> None:
     assert [m["rounds"] for m in cipher["methods"]] == [2, 2, 2]
     selection = results["suites"]["selection"]
     assert selection["f1"] >= 0.75 and selection["always_on_recall"] == 1.0
+    scale = results["suites"]["selection-at-scale"]
+    assert scale["splits"]["heldout"]["sizes"]["50"]["turns"] == 40  # one profile of 40
     assert "mcq accuracy" in done.stdout and "selection: precision" in done.stdout
     assert (out / "report.html").read_text().count("<svg") >= 4
     assert users.json()["total"] == 0  # the job removed the users it made

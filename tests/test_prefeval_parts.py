@@ -109,6 +109,73 @@ def test_optional_parts_may_be_absent(tmp_path: Path) -> None:
     assert [i.options is None for i in items].count(True) == 3
 
 
+def _write(path: Path, entries: list[dict[str, object]]) -> None:
+    path.write_text(json.dumps(entries), encoding="utf-8")
+
+
+def test_options_belong_to_a_position_not_a_question(tmp_path: Path) -> None:
+    """PrefEval repeats a question within a topic with other options: each entry keeps
+    its own (mcq entry i is explicit entry i's), whatever its twin has."""
+    root = _copy(tmp_path)
+    topic = "lifestyle_fit"
+    explicit_path = root / "explicit_preference" / f"{topic}.json"
+    mcq_path = root / "mcq_options" / f"{topic}.json"
+    explicit, mcq = json.loads(explicit_path.read_text()), json.loads(mcq_path.read_text())
+    twin = explicit[0]["question"]
+    persona_path = root / "implicit_preference" / "persona-driven" / f"{topic}.json"
+    persona_entries = json.loads(persona_path.read_text())
+    assert persona_entries[0]["question"] == explicit[2]["question"]
+    explicit[2]["question"] = mcq[2]["question"] = persona_entries[0]["question"] = twin
+    _write(explicit_path, explicit)
+    _write(mcq_path, mcq)
+    _write(persona_path, persona_entries)
+    first, third = mcq[0]["classification_task_options"], mcq[2]["classification_task_options"]
+    assert first != third
+
+    items = {i.key: i for i in load_items(root)}
+    assert items[f"explicit/{topic}/0"].question == items[f"explicit/{topic}/2"].question
+    assert items[f"explicit/{topic}/0"].options == tuple(first)
+    assert items[f"explicit/{topic}/2"].options == tuple(third)
+    # Our shipped implicit files are subsets: matched on preference and question.
+    persona = items[f"persona/{topic}/0"]
+    assert persona.preference == explicit[2]["preference"] and persona.options == tuple(third)
+    assert items[f"choice/{topic}/0"].options == tuple(first)
+
+    # PrefEval's own implicit files are parallel to the explicit one: entry i is entry i.
+    choice_path = root / "implicit_preference" / "choice-based" / f"{topic}.json"
+    choice = json.loads(choice_path.read_text())
+    parallel = [choice[0], choice[1], {**choice[1], **{"question": twin}}]
+    parallel[2]["preference"] = "I said it in another way."
+    _write(choice_path, parallel)
+    items = {i.key: i for i in load_items(root)}
+    assert items[f"choice/{topic}/2"].options == tuple(third)
+    assert items[f"choice/{topic}/0"].options == tuple(first)
+
+
+def test_misaligned_options_and_kinds_are_named(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    mcq_path = root / "mcq_options" / "shop_technology.json"
+    mcq = json.loads(mcq_path.read_text())
+    _write(mcq_path, [mcq[1], mcq[0], mcq[2]])
+    with pytest.raises(DatasetError, match=r"shop_technology\.json\[0\]: question differs"):
+        load_items(root)
+    _write(mcq_path, mcq[:2])
+    with pytest.raises(DatasetError, match="2 entries for 3 explicit ones"):
+        load_items(root)
+    _write(mcq_path, mcq)
+
+    path = root / "explicit_preference" / "shop_technology.json"
+    entries = json.loads(path.read_text())
+    entries[0]["kind"], entries[1]["kind"] = "constraint", "style"
+    _write(path, entries)
+    kinds = [i.kind for i in load_items(root, forms=("explicit",)) if i.topic == "shop_technology"]
+    assert kinds == ["constraint", "style", None]
+    entries[2]["kind"] = "hard rule"
+    _write(path, entries)
+    with pytest.raises(DatasetError, match=r"shop_technology\.json\[2\]: `kind` must be one of"):
+        load_items(root)
+
+
 def test_filler_repeats_only_past_the_pool() -> None:
     pool = load_filler()
     ten, repeated = filler_turns(pool, 10)

@@ -2,11 +2,21 @@
 can be pointed at directly with `--data PATH`; evals/data/prefeval is our small
 license-clean set in the same layout:
 
-    explicit_preference/{topic}.json      [{preference, question, explanation}]
+    explicit_preference/{topic}.json      [{preference, question, explanation, kind?}]
     implicit_preference/choice-based/     + implicit_query, options, conversation, aligned_op
     implicit_preference/persona-driven/   + persona, conversation {"0": {user, assistant}}
     mcq_options/{topic}.json              + classification_task_options (the first is correct)
     filtered_inter_turns.json             [{conversation: [{role, content}]}]
+
+MCQ options belong to a position, not to a question: entry i of mcq_options/{topic}.json
+is explicit entry i's, as in PrefEval's own code (the public set has questions that
+appear twice in a topic with different options). An implicit file as long as the
+explicit one is parallel to it (entry i is explicit entry i told implicitly, PrefEval's
+layout); a shorter one (a subset, like our shipped set) is matched to the explicit
+entry with the same preference and question.
+
+`kind` ("constraint" or "style") is our own optional gold label, kept for the
+selection-at-scale suite; PrefEval's files do not have it.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from personalization.messages import ChatMessage
 SHIPPED = Path(__file__).resolve().parent.parent / "data" / "prefeval"
 
 Form = Literal["explicit", "choice", "persona"]
+Kind = Literal["constraint", "style"]
+KINDS: tuple[Kind, ...] = ("constraint", "style")
 FORMS: tuple[Form, ...] = ("explicit", "choice", "persona")
 _FOLDERS: dict[Form, str] = {
     "explicit": "explicit_preference",
@@ -47,6 +59,7 @@ class PrefItem:
     explanation: str
     conversation: tuple[ChatMessage, ...]  # where the preference is stated or implied
     options: tuple[str, ...] | None  # MCQ options, the correct one first; None: no MCQ
+    kind: Kind | None = None  # gold label where the data has one
 
 
 def _read(path: Path) -> Any:
@@ -97,13 +110,19 @@ def _conversation(form: Form, entry: dict[str, Any], where: str) -> tuple[ChatMe
     return tuple(turns)
 
 
-def _mcq_options(root: Path, topic: str) -> dict[str, tuple[str, ...]]:
-    """question -> options; PrefEval's implicit items reuse the explicit questions."""
+def _mcq_options(root: Path, topic: str, explicit: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """Options per explicit position; [] when the topic has no MCQ file."""
     path = root / "mcq_options" / f"{topic}.json"
     if not path.exists():
-        return {}
-    out: dict[str, tuple[str, ...]] = {}
-    for n, entry in enumerate(_list(path)):
+        return []
+    entries = _list(path)
+    if len(entries) < len(explicit):
+        raise DatasetError(
+            f"{path}: {len(entries)} entries for {len(explicit)} explicit ones "
+            "(entry i belongs to explicit entry i)"
+        )
+    out: list[tuple[str, ...]] = []
+    for n, entry in enumerate(entries[: len(explicit)]):
         where = f"{path}[{n}]"
         options = entry.get("classification_task_options")
         if not (
@@ -112,8 +131,45 @@ def _mcq_options(root: Path, topic: str) -> dict[str, tuple[str, ...]]:
             and all(isinstance(o, str) for o in options)
         ):
             raise DatasetError(f"{where}: `classification_task_options` must be 4 strings")
-        out[_text(entry, "question", where)] = tuple(o.strip() for o in options)
+        question = entry.get("question")
+        if (
+            isinstance(question, str)
+            and question.strip() != str(explicit[n].get("question")).strip()
+        ):
+            raise DatasetError(f"{where}: question differs from explicit entry {n}'s (misaligned)")
+        out.append(tuple(o.strip() for o in options))
     return out
+
+
+def _explicit_positions(
+    entries: list[dict[str, Any]], explicit: list[dict[str, Any]], path: Path
+) -> list[int | None]:
+    """For each implicit entry, the explicit entry it tells implicitly (None: none)."""
+    if len(entries) == len(explicit):
+        return list(range(len(entries)))
+    out: list[int | None] = []
+    for n, entry in enumerate(entries):
+        same = [i for i, e in enumerate(explicit) if _pair(e) == _pair(entry)]
+        if len(same) > 1:
+            raise DatasetError(
+                f"{path}[{n}]: matches explicit entries {same}; make the file parallel to "
+                "the explicit one (same length and order) to say which"
+            )
+        out.append(same[0] if same else None)
+    return out
+
+
+def _pair(entry: dict[str, Any]) -> tuple[str, str]:
+    return (str(entry.get("preference", "")).strip(), str(entry.get("question", "")).strip())
+
+
+def _kind(entry: dict[str, Any], where: str) -> Kind | None:
+    value = entry.get("kind")
+    if value is None:
+        return None
+    if value not in KINDS:
+        raise DatasetError(f"{where}: `kind` must be one of {', '.join(KINDS)}")
+    return "constraint" if value == "constraint" else "style"
 
 
 def _list(path: Path) -> list[dict[str, Any]]:
@@ -136,24 +192,27 @@ def load_items(
     chosen = only_topics or topics(root)
     items: list[PrefItem] = []
     for topic in chosen:
-        options = _mcq_options(root, topic)
+        explicit = _list(root / _FOLDERS["explicit"] / f"{topic}.json")
+        options = _mcq_options(root, topic, explicit)
         for form in forms:
             path = root / _FOLDERS[form] / f"{topic}.json"
             if form != "explicit" and not path.exists():
                 continue  # the implicit forms are optional per topic
-            for n, entry in enumerate(_list(path)):
+            entries = explicit if form == "explicit" else _list(path)
+            positions = _explicit_positions(entries, explicit, path)
+            for n, (entry, position) in enumerate(zip(entries, positions, strict=True)):
                 where = f"{path}[{n}]"
-                question = _text(entry, "question", where)
                 items.append(
                     PrefItem(
                         key=f"{form}/{topic}/{n}",
                         topic=topic,
                         form=form,
                         preference=_text(entry, "preference", where),
-                        question=question,
+                        question=_text(entry, "question", where),
                         explanation=str(entry.get("explanation", "")),
                         conversation=_conversation(form, entry, where),
-                        options=options.get(question),
+                        options=options[position] if options and position is not None else None,
+                        kind=_kind(entry, where),
                     )
                 )
     return items
