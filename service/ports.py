@@ -150,6 +150,7 @@ def build_ports(
         index,
         max_attempts=settings.edit_max_attempts,
         backoff_s=settings.edit_retry_backoff_s,
+        lease_s=settings.edit_lease_s,
     )
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     return Ports(
