@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 
 from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
-from service.errors import install_error_handlers
+from service.errors import AnswerUnexpected, install_error_handlers
 from service.limits import BodySizeLimit
 from service.ports import build_ports
 from service.routes import (
@@ -94,4 +94,5 @@ def create_app(
     ):
         app.include_router(router, responses=COMMON_ERRORS)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AnswerUnexpected)  # outermost: a 500 never drops the connection
     return app
