@@ -179,7 +179,7 @@ def build_ports(
         ),
         worker=worker,
         aggregator=aggregator,
-        importer=ProfileImporter(embedder, writer, edits, index),
+        importer=ProfileImporter(embedder, engine, index, queue_limit=settings.edit_queue_limit),
         rate_limiter=(
             KeyRateLimiter(settings.rate_limit_per_minute)
             if settings.rate_limit_per_minute

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select, update
 
 from store.changes import record_user_change
 from store.clock import utcnow
-from store.errors import NotFound, Overloaded
+from store.errors import InvalidInput, NotFound, Overloaded
 from store.models import (
     Edit,
     InferenceStatus,
@@ -61,17 +61,27 @@ def _held(edit: Edit, owner: str) -> tuple[sa.ColumnElement[bool], ...]:
     )
 
 
-def reserve_queue(session: Session, tenant_id: uuid.UUID, adding: int, limit: int) -> None:
-    """Refuse `adding` more queued edits when the tenant's queue would pass `limit`.
-
-    Settled in the database, in the inserting transaction: the tenant's row is locked
-    first (SELECT ... FOR UPDATE on PostgreSQL; on SQLite a no-op UPDATE as the first
-    statement takes the single writer lock), so concurrent inserts count one after
-    another and the bound is never overshot. Must be the transaction's first statement."""
+def lock_tenant_queue(session: Session, tenant_id: uuid.UUID) -> None:
+    """Serialise writers that add to one tenant's edit queue, in the database: the
+    tenant's row is locked (SELECT ... FOR UPDATE on PostgreSQL; on SQLite a no-op
+    UPDATE takes the single writer lock). Must be the transaction's first statement,
+    so that on SQLite the counts read after it are current."""
     if session.get_bind().dialect.name == "postgresql":
         session.exec(select(Tenant.id).where(col(Tenant.id) == tenant_id).with_for_update())
     else:
         session.exec(update(Tenant).where(col(Tenant.id) == tenant_id).values(name=Tenant.name))
+
+
+def check_queue(session: Session, tenant_id: uuid.UUID, adding: int, limit: int) -> None:
+    """Refuse `adding` more queued edits when the tenant's queue would pass `limit`:
+    422 when it could never fit, 429 when it fits once the queue drains. Call under
+    `lock_tenant_queue`, in the inserting transaction, so the bound is never overshot."""
+    if adding > limit:
+        raise InvalidInput(
+            f"this adds {adding} edits waiting for inference; the queue holds at most "
+            f"{limit} per tenant: send them in parts",
+            code="import_exceeds_edit_queue",
+        )
     queued = session.exec(
         select(sa.func.count())
         .select_from(Edit)
@@ -120,7 +130,8 @@ class EditRepository:
         is refused (429) when the tenant's queue is full."""
         with Session(self._engine, expire_on_commit=False) as session:
             if status == InferenceStatus.pending:
-                reserve_queue(session, scope.tenant_id, 1, queue_limit)
+                lock_tenant_queue(session, scope.tenant_id)
+                check_queue(session, scope.tenant_id, 1, queue_limit)
             edit = Edit(
                 tenant_id=scope.tenant_id,
                 user_id=scope.user_id,
@@ -150,48 +161,6 @@ class EditRepository:
             record_user_change(session, scope, "edit", edit.id, "created")
             session.commit()
             return edit, preference
-
-    def restore(
-        self,
-        scope: UserScope,
-        *,
-        fields: dict[str, Any],
-        model: str,
-        dim: int,
-        embedding: bytes,
-        preference: tuple[str, PreferenceStatus] | None,
-    ) -> Edit:
-        """Re-create an exported edit (and its preference's current text and status)
-        for this user; unfinished inference is queued again."""
-        status = InferenceStatus(fields["inference_status"])
-        if status in (InferenceStatus.pending, InferenceStatus.running):
-            status = InferenceStatus.pending
-        with Session(self._engine, expire_on_commit=False) as session:
-            edit = Edit(
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                context=fields["context"],
-                draft=fields["draft"],
-                edited=fields["edited"],
-                task=fields.get("task"),
-                applied_preference=fields.get("applied_preference"),
-                distance=float(fields["distance"]),
-                created_by_key=scope.key_id,
-                embedding_model=model,
-                embedding_dim=dim,
-                context_embedding=embedding,
-                inference_status=status,
-                attempts=int(fields.get("attempts", 0)),
-                last_error=fields.get("last_error"),
-            )
-            if preference is not None:
-                text, pref_status = preference
-                row = new_preference(session, scope, text=text, status=pref_status, edit_id=edit.id)
-                edit.preference_id = row.preference_id
-            session.add(edit)
-            record_user_change(session, scope, "edit", edit.id, "imported")
-            session.commit()
-            return edit
 
     def get(self, scope: UserScope, edit_id: uuid.UUID) -> Edit:
         with Session(self._engine) as session:

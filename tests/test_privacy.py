@@ -111,7 +111,13 @@ def test_round_trip_reproduces_the_profile(api: Api) -> None:
     api.user(h, "alice-copy")
     result = api.client.post("/v1/users/alice-copy/import", json=export, headers=h)
     assert result.status_code == 201, result.text
-    assert result.json() == {"instructions": 3, "examples": 1, "edits": 1, "preferences": 1}
+    assert result.json() == {
+        "instructions": 3,
+        "examples": 1,
+        "edits": 1,
+        "preferences": 1,
+        "skipped": 0,
+    }
     wait_edits(api, h, "alice-copy")
     copy = api.client.get("/v1/users/alice-copy/export", headers=h).json()
     current = [
