@@ -123,3 +123,28 @@ def test_chat_answers_502_on_a_wrong_shaped_reply(
     error = response.json()["error"]
     assert error["code"] == "backend_error"
     assert "unusable" in error["message"]
+
+
+def test_a_stream_that_breaks_midway_ends_with_an_error_event(
+    start_app: Any, server: ScriptedServer
+) -> None:
+    good = {"choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": None}]}
+    bad = {"choices": [{"index": 0, "delta": {"content": 12345}, "finish_reason": None}]}
+    server.script = [Scripted(raw=f"data: {json.dumps(good)}\n\ndata: {json.dumps(bad)}\n\n")]
+    api = start_app(backend=backend(server))
+    h = api.tenant()
+    api.user(h, "alice")
+    response = api.client.post(
+        "/v1/chat/completions",
+        json={"user": "alice", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        headers=h,
+    )
+    assert response.status_code == 200
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert json.loads(events[1])["choices"][0]["delta"]["content"] == "Hello"
+    error = json.loads(events[-1])["error"]
+    assert error["code"] == "backend_error"
+    assert "unusable chunk" in error["message"]
+    assert "[DONE]" not in events
+    # the connection and the app are fine afterwards
+    assert api.client.get("/v1/users/alice", headers=h).status_code == 200
