@@ -78,7 +78,11 @@ class EditWorker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        released = self._edits.release(self.owner)
+        try:
+            released = self._edits.release(self.owner)
+        except Exception:  # the database is gone: the leases expire on their own
+            log.exception("could not hand unfinished edits back")
+            return
         if released:
             log.info("handed %d unfinished edits back to the queue", released)
 

@@ -80,23 +80,34 @@ def clean_name(value: str, *, max_chars: int) -> str:
     return clean_profile_text(value, max_chars=max_chars) if value.strip() else ""
 
 
-def find_nul(value: object, path: str = "") -> str | None:
-    """Where in a decoded JSON value a string holds NUL (keys included), or None."""
-    if isinstance(value, str):
-        return (path or "body") if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return where
-            found = find_nul(item, where)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for n, item in enumerate(value):
-            found = find_nul(item, f"{path}[{n}]")
-            if found is not None:
-                return found
+_Path = tuple["_Path", str] | None  # (parent, ".key" or "[n]"), built into text on a hit
+
+
+def _spell(path: _Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, part = path
+        parts.append(part)
+    return "".join(reversed(parts)).lstrip(".") or "body"
+
+
+def find_nul(value: object) -> str | None:
+    """Where in a decoded JSON value a string holds NUL (keys included), or None.
+    Iterative, so a deeply nested body cannot exhaust the stack."""
+    stack: list[tuple[object, _Path]] = [(value, None)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return _spell(path)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                where = (path, f".{key}")
+                if "\x00" in str(key):
+                    return _spell(where)
+                stack.append((child, where))
+        elif isinstance(item, list):
+            stack.extend((child, (path, f"[{n}]")) for n, child in enumerate(item))
     return None
 
 

@@ -180,3 +180,15 @@ def test_invisible_characters_are_422_through_the_api(api: Api) -> None:
     _rejected(response)
     assert "U+E0069" in response.text
     assert api.client.get("/v1/users/alice/instructions", headers=h).json()["total"] == 0
+
+
+def test_find_nul_names_the_place_and_survives_deep_nesting() -> None:
+    from personalization.text import find_nul
+
+    assert find_nul({"a": [{"b": "ok"}, {"c": "x\x00"}]}) == "a[1].c"
+    assert find_nul({"k\x00": 1}) == "k\x00"
+    assert find_nul({"a": ["fine", 1, None, 2.5, True]}) is None
+    deep: object = "bottom\x00"
+    for _ in range(100_000):
+        deep = [deep]
+    assert find_nul(deep) == "[0]" * 100_000
