@@ -97,6 +97,8 @@ def test_export_holds_everything_and_nothing_else(api: Api) -> None:
         "condition_embedding",
         "prompt_embedding",
         "context_embedding",
+        "lease_owner",
+        "lease_expires_at",
     ):
         assert vector not in raw
     other = api.tenant("other")
