@@ -49,7 +49,7 @@ def test_a_restarting_replica_leaves_a_live_claim_alone(
 ) -> None:
     url = _shared_url(database_url, tmp_path)
     slow = BlockingBackend()
-    a = start_app(backend=slow, data_dir=tmp_path / "a", database_url=url, edit_lease_s=30)
+    a = start_app(backend=slow, data_dir=tmp_path / "a", database_url=url, edit_lease_s=2)
     h = a.tenant()
     a.user(h, "alice")
     created = post_edit(a, h)
@@ -62,7 +62,8 @@ def test_a_restarting_replica_leaves_a_live_claim_alone(
     b.client.__exit__(None, None, None)  # B restarts while A still holds the job
     b = start_app(backend=other, data_dir=tmp_path / "b", database_url=url)
     assert b.client.app.state.ports.worker.run_once() is False  # nothing B may take
-    time.sleep(0.5)  # B's own worker loop had its chance too
+    time.sleep(3)  # longer than the lease: A's renewals keep it, B's loop had its chance
+    assert b.client.app.state.ports.worker.run_once() is False
     assert other.calls == 0
 
     slow.release.set()
