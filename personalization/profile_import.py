@@ -1,23 +1,42 @@
-"""Restores a profile from an export document into an existing (normally empty) user:
-the current version of each instruction, the live examples, and every edit with its
-preference's current text and status. Everything is re-embedded with the running
-model, through the same write paths as ordinary requests."""
+"""Restores a profile from an export document into an existing user: the current
+version of each instruction, the live examples, and every edit with its preference's
+current text and status. Everything is re-embedded with the running model (in batches,
+before any write), then written in one transaction (store/profile_restore.py): a failed
+import writes nothing, items already imported into this user (by their exported ids)
+are skipped, and queued edits count against the tenant's edit queue."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
 from personalization.embedder import Embedder
-from personalization.profile_writes import ProfileWriter
+from personalization.text import condition_focus
 from store.edits import COLLECTION as EDITS
-from store.edits import EditRepository
+from store.examples import COLLECTION as EXAMPLES
 from store.index_manager import IndexManager
-from store.instructions import InstructionChanges
+from store.instructions import COLLECTION as INSTRUCTIONS
+from store.instructions import InstructionEmbeddings, row_vectors
 from store.models import InstructionSource, InstructionStatus, PreferenceStatus
+from store.profile_restore import (
+    EDIT,
+    EXAMPLE,
+    INSTRUCTION,
+    RestoredEdit,
+    RestoredExample,
+    RestoredInstruction,
+    RestorePlan,
+    already_imported,
+    restore_profile,
+)
 from store.scope import UserScope
-from store.vector_index import encode_vector
+from store.vector_index import decode_vector, encode_vector
+
+_BATCH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +45,7 @@ class ImportCounts:
     examples: int
     edits: int
     preferences: int
+    skipped: int
 
 
 def _latest(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
@@ -38,69 +58,126 @@ def _latest(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
+def _source(row: dict[str, Any], key: str) -> uuid.UUID | None:
+    value = row.get(key)
+    return uuid.UUID(str(value)) if value else None
+
+
 class ProfileImporter:
     def __init__(
-        self,
-        embedder: Embedder,
-        writer: ProfileWriter,
-        edits: EditRepository,
-        index: IndexManager,
+        self, embedder: Embedder, engine: Engine, index: IndexManager, *, queue_limit: int
     ) -> None:
         self._embedder = embedder
-        self._writer = writer
-        self._edits = edits
+        self._engine = engine
         self._index = index
+        self._queue_limit = queue_limit
+
+    def _embed(self, texts: list[str]) -> list[bytes]:
+        out: list[bytes] = []
+        for start in range(0, len(texts), _BATCH):
+            batch = self._embedder.embed(texts[start : start + _BATCH])
+            out.extend(encode_vector(vector) for vector in batch)
+        return out
 
     def restore(self, scope: UserScope, document: dict[str, Any]) -> ImportCounts:
         self._index.require_ready()
-        instructions = 0
-        for row in _latest(document.get("instructions", []), "instruction_id"):
-            if row["status"] == InstructionStatus.deleted:
-                continue
-            made = self._writer.create_instruction(
-                scope,
-                text=row["text"],
-                applies_when=row.get("applies_when"),
-                always_on=bool(row.get("always_on")),
-                source=InstructionSource(row.get("source", "app")),
-            )
-            if row["status"] == InstructionStatus.disabled:
-                self._writer.update_instruction(
-                    scope,
-                    made.instruction_id,
-                    InstructionChanges(status=InstructionStatus.disabled),
-                )
-            instructions += 1
-        examples = 0
-        for row in document.get("examples", []):
-            if row.get("valid_to") is None:
-                self._writer.create_example(
-                    scope, prompt=row["prompt"], chosen=row["chosen"], rejected=row["rejected"]
-                )
-                examples += 1
+        # Only to spare embedding what is here already; the transaction decides.
+        seen = already_imported(self._engine, scope)
+        skipped = 0
+
+        def new(kind: str, source_id: uuid.UUID | None) -> bool:
+            nonlocal skipped
+            if source_id is not None and (kind, source_id) in seen:
+                skipped += 1
+                return False
+            return True
+
+        instructions = [
+            row
+            for row in _latest(document.get("instructions", []), "instruction_id")
+            if row["status"] != InstructionStatus.deleted
+            and new(INSTRUCTION, _source(row, "instruction_id"))
+        ]
+        examples = [
+            row
+            for row in document.get("examples", [])
+            if row.get("valid_to") is None and new(EXAMPLE, _source(row, "id"))
+        ]
+        edits = [row for row in document.get("edits", []) if new(EDIT, _source(row, "id"))]
         preferences = {
             row["preference_id"]: row
             for row in _latest(document.get("preferences", []), "preference_id")
         }
-        edits = restored_preferences = 0
-        for row in document.get("edits", []):
+
+        texts: list[str] = []
+        for row in instructions:
+            texts.append(row["text"])
+            if row.get("applies_when"):
+                texts.append(condition_focus(row["applies_when"]))
+        texts.extend(row["prompt"] for row in examples)
+        texts.extend(row["context"] for row in edits)
+        vectors = iter(self._embed(texts))
+
+        plan = RestorePlan(model=self._embedder.model_id, dim=self._embedder.dim)
+        for row in instructions:
+            text = next(vectors)
+            condition = next(vectors) if row.get("applies_when") else None
+            plan.instructions.append(
+                RestoredInstruction(
+                    source_id=uuid.UUID(str(row["instruction_id"])),
+                    text=row["text"],
+                    applies_when=row.get("applies_when"),
+                    always_on=bool(row.get("always_on")),
+                    status=InstructionStatus(row["status"]),
+                    source=InstructionSource(row.get("source", "app")),
+                    embeddings=InstructionEmbeddings(plan.model, plan.dim, text, condition),
+                )
+            )
+        for row in examples:
+            plan.examples.append(
+                RestoredExample(
+                    source_id=_source(row, "id"),
+                    prompt=row["prompt"],
+                    chosen=row["chosen"],
+                    rejected=row["rejected"],
+                    embedding=next(vectors),
+                )
+            )
+        for row in edits:
             preference = preferences.get(row.get("preference_id") or "")
-            vector = self._embedder.embed([row["context"]])[0]
-            with self._index.write_lock:
-                edit = self._edits.restore(
-                    scope,
+            plan.edits.append(
+                RestoredEdit(
+                    source_id=_source(row, "id"),
                     fields=row,
-                    model=self._embedder.model_id,
-                    dim=self._embedder.dim,
-                    embedding=encode_vector(vector),
+                    embedding=next(vectors),
                     preference=(
                         (preference["text"], PreferenceStatus(preference["status"]))
                         if preference
                         else None
                     ),
                 )
+            )
+
+        with self._index.write_lock:
+            done = restore_profile(self._engine, scope, plan, queue_limit=self._queue_limit)
+            cache = self._index.cache
+            for instruction in done.instructions:
+                if instruction.status == InstructionStatus.active:
+                    vectors_of = row_vectors(
+                        plan.dim, instruction.text_embedding, instruction.condition_embedding
+                    )
+                    cache.put(instruction.user_id, INSTRUCTIONS, instruction.id, vectors_of)
+            for example in done.examples:
+                vector = decode_vector(example.prompt_embedding, plan.dim)
+                cache.put(example.user_id, EXAMPLES, example.id, [(0, vector)])
+            for edit in done.edits:
                 if edit.preference_id is not None:
-                    self._index.cache.put(edit.user_id, EDITS, edit.id, [(0, vector)])
-                    restored_preferences += 1
-            edits += 1
-        return ImportCounts(instructions, examples, edits, restored_preferences)
+                    vector = decode_vector(edit.context_embedding, plan.dim)
+                    cache.put(edit.user_id, EDITS, edit.id, [(0, vector)])
+        return ImportCounts(
+            instructions=len(done.instructions),
+            examples=len(done.examples),
+            edits=len(done.edits),
+            preferences=done.preferences,
+            skipped=skipped + done.skipped,
+        )

@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
-from service.errors import install_error_handlers
+from service.errors import AnswerUnexpected, install_error_handlers
 from service.limits import BodySizeLimit
 from service.ports import build_ports
 from service.routes import (
@@ -112,4 +112,5 @@ def create_app(
             expose_headers=["ETag", "Retry-After", "X-Tailor-Profile-Items"],
             max_age=600,
         )
+    app.add_middleware(AnswerUnexpected)  # outermost: a 500 never drops the connection
     return app

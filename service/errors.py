@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from personalization.backends import BackendFailed, BackendUnavailable
 from store.errors import (
@@ -120,15 +121,46 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error", exc_info=exc)
-    return JSONResponse(
-        error_body("internal_error", "the server failed to handle this request"), status_code=500
-    )
+class AnswerUnexpected:
+    """Turns an exception nothing else handled into the documented 500, and ends it here.
+
+    Starlette's own last-resort handler answers and then re-raises, so the server logs
+    a traceback and closes the connection: a keep-alive client's next request is reset.
+    Installed as the outermost middleware, this answers, logs once, and keeps the
+    connection. Only when the response had already started (a stream that broke midway)
+    does it re-raise: that connection cannot carry a clean answer any more."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            log.error("unhandled error", exc_info=exc)
+            if started:
+                raise
+            response = JSONResponse(
+                error_body("internal_error", "the server failed to handle this request"),
+                status_code=500,
+            )
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Domain, validation and HTTP errors; anything else is `AnswerUnexpected`'s (added
+    last in the app factory, so it wraps every other middleware)."""
     app.add_exception_handler(TailorError, _tailor_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)

@@ -150,6 +150,7 @@ def build_ports(
         index,
         max_attempts=settings.edit_max_attempts,
         backoff_s=settings.edit_retry_backoff_s,
+        lease_s=settings.edit_lease_s,
     )
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     return Ports(
@@ -178,7 +179,7 @@ def build_ports(
         ),
         worker=worker,
         aggregator=aggregator,
-        importer=ProfileImporter(embedder, writer, edits, index),
+        importer=ProfileImporter(embedder, engine, index, queue_limit=settings.edit_queue_limit),
         rate_limiter=(
             KeyRateLimiter(settings.rate_limit_per_minute)
             if settings.rate_limit_per_minute

@@ -4,13 +4,13 @@ counts, ranges) is declared here so it also appears in the OpenAPI document."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from personalization.text import clean_profile_text
+from personalization.text import clean_name, clean_profile_text, find_nul
 from service.deps import USER_ID_PATTERN
 
 # Profile text must contain a visible character; the cleaners also reject zero-width,
@@ -50,7 +50,21 @@ ConditionText = Annotated[
 ]
 
 
-class Request(BaseModel):
+class _RejectsNul(BaseModel):
+    """One check for every request body: no string anywhere in it (keys, nested
+    objects, free-form fields such as tool calls) may hold NUL. PostgreSQL cannot store
+    it, and SQLite must not accept what PostgreSQL refuses."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = find_nul(data)
+        if where is not None:
+            raise ValueError(f"{where} contains a NUL character (U+0000)")
+        return data
+
+
+class Request(_RejectsNul):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -67,8 +81,14 @@ class ErrorResponse(BaseModel):
 # --- tenants and keys --------------------------------------------------------------
 
 
+def _name(max_chars: int) -> AfterValidator:
+    return AfterValidator(partial(clean_name, max_chars=max_chars))
+
+
 class TenantCreate(Request):
-    name: str = Field(min_length=1, max_length=200, examples=["acme-notes"])
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=VISIBLE), _name(200)] = Field(
+        examples=["acme-notes"]
+    )
 
 
 class TenantPublic(BaseModel):
@@ -78,13 +98,25 @@ class TenantPublic(BaseModel):
 
 
 class KeyCreate(Request):
-    name: str = Field("", max_length=200, examples=["ios-app alice"])
+    name: Annotated[str, Field(max_length=200), _name(200)] = Field("", examples=["ios-app alice"])
     user_id: str | None = Field(
         None,
         pattern=USER_ID_PATTERN,
         description="bind the key to this end user: it can then touch only that profile",
     )
     expires_at: datetime | None = Field(None, description="aware ISO-8601 time; none = no expiry")
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_utc_range(cls, value: datetime | None) -> datetime | None:
+        """Stored in UTC: a time whose UTC form leaves years 1..9999 (0001-01-01 at
+        +14:00, 9999-12-31 at -05:00) cannot be stored anywhere."""
+        if value is None or value.tzinfo is None:
+            return value  # naive: the route answers naive_datetime
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range once converted to UTC") from None
 
 
 class KeyPublic(BaseModel):
@@ -571,6 +603,7 @@ class ImportedInstruction(_Imported):
 
 
 class ImportedExample(_Imported):
+    id: uuid.UUID | None = Field(None, description="the exported example's id: imported once")
     prompt: ExamplePrompt
     chosen: ExampleAnswer
     rejected: ExampleAnswer
@@ -578,6 +611,7 @@ class ImportedExample(_Imported):
 
 
 class ImportedEdit(_Imported):
+    id: uuid.UUID | None = Field(None, description="the exported edit's id: imported once")
     context: EditContext
     draft: EditText
     edited: EditText
@@ -597,8 +631,10 @@ class ImportedPreference(_Imported):
     status: Literal["suggested", "accepted", "rejected", "promoted"]
 
 
-class ProfileImport(BaseModel):
-    """An export document (as `GET .../export` returns it) to restore into this user."""
+class ProfileImport(_RejectsNul):
+    """An export document (as `GET .../export` returns it) to restore into this user.
+    Items are recognised by their exported ids (`instruction_id`, an example's or an
+    edit's `id`): importing the same export again skips what is already here."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -614,3 +650,6 @@ class ImportResult(BaseModel):
     examples: int
     edits: int
     preferences: int
+    skipped: int = Field(
+        0, description="items of the document already imported into this user (by their ids)"
+    )

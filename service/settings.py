@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     edit_retry_backoff_s: float = Field(
         2.0, gt=0, description="first retry delay; doubles per attempt"
     )
+    edit_lease_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="how long a claimed edit job is held; renewed while the model works, "
+        "reclaimed by any replica once expired",
+    )
     token_budget: int = Field(600, ge=16, le=8000, description="approx tokens of profile per turn")
     rate_limit_per_minute: int = Field(
         600, ge=0, description="requests per API key per minute (bursts too); 0 = off"

@@ -1,12 +1,14 @@
 """Edits and their inference queue. The queue is the `edit` table itself: a pending
-row is a job, claimed atomically by a worker, retried with backoff, and a restart
-returns claimed-but-unfinished rows to pending. Nothing is lost in memory."""
+row is a job; a worker claims it under a lease (owner + expiry) that it renews while
+the model works. Only an expired lease is reclaimed, by any replica, so a restart never
+takes over another replica's live job and a job is never finished twice. Failures are
+retried with backoff. Nothing is lost in memory."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,8 +17,14 @@ from sqlmodel import Session, col, select, update
 
 from store.changes import record_user_change
 from store.clock import utcnow
-from store.errors import NotFound
-from store.models import Edit, InferenceStatus, InferredPreference, PreferenceStatus
+from store.errors import InvalidInput, NotFound, Overloaded
+from store.models import (
+    Edit,
+    InferenceStatus,
+    InferredPreference,
+    PreferenceStatus,
+    Tenant,
+)
 from store.preferences import new_preference
 from store.scope import UserScope
 from store.vector_index import Entry, decode_vector
@@ -27,6 +35,67 @@ _NOT_FOUND = "no such edit"
 
 def _in_scope(scope: UserScope) -> tuple[sa.ColumnElement[bool], ...]:
     return (col(Edit.tenant_id) == scope.tenant_id, col(Edit.user_id) == scope.user_id)
+
+
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """A job a worker may claim now. A running job without a lease is one left by a
+    version before leases existed: it counts as expired."""
+    return sa.or_(
+        sa.and_(
+            col(Edit.inference_status) == InferenceStatus.pending,
+            col(Edit.next_attempt_at) <= now,
+        ),
+        sa.and_(
+            col(Edit.inference_status) == InferenceStatus.running,
+            sa.or_(col(Edit.lease_expires_at).is_(None), col(Edit.lease_expires_at) <= now),
+        ),
+    )
+
+
+def _held(edit: Edit, owner: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """The job is still this worker's: running under its lease."""
+    return (
+        col(Edit.id) == edit.id,
+        col(Edit.lease_owner) == owner,
+        col(Edit.inference_status) == InferenceStatus.running,
+    )
+
+
+def lock_tenant_queue(session: Session, tenant_id: uuid.UUID) -> None:
+    """Serialise writers that add to one tenant's edit queue, in the database: the
+    tenant's row is locked (SELECT ... FOR UPDATE on PostgreSQL; on SQLite a no-op
+    UPDATE takes the single writer lock). Must be the transaction's first statement,
+    so that on SQLite the counts read after it are current."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(select(Tenant.id).where(col(Tenant.id) == tenant_id).with_for_update())
+    else:
+        session.exec(update(Tenant).where(col(Tenant.id) == tenant_id).values(name=Tenant.name))
+
+
+def check_queue(session: Session, tenant_id: uuid.UUID, adding: int, limit: int) -> None:
+    """Refuse `adding` more queued edits when the tenant's queue would pass `limit`:
+    422 when it could never fit, 429 when it fits once the queue drains. Call under
+    `lock_tenant_queue`, in the inserting transaction, so the bound is never overshot."""
+    if adding > limit:
+        raise InvalidInput(
+            f"this adds {adding} edits waiting for inference; the queue holds at most "
+            f"{limit} per tenant: send them in parts",
+            code="import_exceeds_edit_queue",
+        )
+    queued = session.exec(
+        select(sa.func.count())
+        .select_from(Edit)
+        .where(
+            col(Edit.tenant_id) == tenant_id,
+            col(Edit.inference_status).in_([InferenceStatus.pending, InferenceStatus.running]),
+        )
+    ).one()
+    if int(queued) + adding > limit:
+        raise Overloaded(
+            f"too many edits are waiting for inference (at most {limit} per tenant, "
+            f"{int(queued)} queued); retry later",
+            code="edit_queue_full",
+        )
 
 
 def scope_of(edit: Edit) -> UserScope:
@@ -54,10 +123,15 @@ class EditRepository:
         model: str,
         dim: int,
         embedding: bytes,
+        queue_limit: int,
     ) -> tuple[Edit, InferredPreference | None]:
         """A trivial edit with an applied preference records that preference as accepted
-        (CIPHER stores it again for this context) in the same transaction."""
+        (CIPHER stores it again for this context) in the same transaction. A queued one
+        is refused (429) when the tenant's queue is full."""
         with Session(self._engine, expire_on_commit=False) as session:
+            if status == InferenceStatus.pending:
+                lock_tenant_queue(session, scope.tenant_id)
+                check_queue(session, scope.tenant_id, 1, queue_limit)
             edit = Edit(
                 tenant_id=scope.tenant_id,
                 user_id=scope.user_id,
@@ -88,48 +162,6 @@ class EditRepository:
             session.commit()
             return edit, preference
 
-    def restore(
-        self,
-        scope: UserScope,
-        *,
-        fields: dict[str, Any],
-        model: str,
-        dim: int,
-        embedding: bytes,
-        preference: tuple[str, PreferenceStatus] | None,
-    ) -> Edit:
-        """Re-create an exported edit (and its preference's current text and status)
-        for this user; unfinished inference is queued again."""
-        status = InferenceStatus(fields["inference_status"])
-        if status in (InferenceStatus.pending, InferenceStatus.running):
-            status = InferenceStatus.pending
-        with Session(self._engine, expire_on_commit=False) as session:
-            edit = Edit(
-                tenant_id=scope.tenant_id,
-                user_id=scope.user_id,
-                context=fields["context"],
-                draft=fields["draft"],
-                edited=fields["edited"],
-                task=fields.get("task"),
-                applied_preference=fields.get("applied_preference"),
-                distance=float(fields["distance"]),
-                created_by_key=scope.key_id,
-                embedding_model=model,
-                embedding_dim=dim,
-                context_embedding=embedding,
-                inference_status=status,
-                attempts=int(fields.get("attempts", 0)),
-                last_error=fields.get("last_error"),
-            )
-            if preference is not None:
-                text, pref_status = preference
-                row = new_preference(session, scope, text=text, status=pref_status, edit_id=edit.id)
-                edit.preference_id = row.preference_id
-            session.add(edit)
-            record_user_change(session, scope, "edit", edit.id, "imported")
-            session.commit()
-            return edit
-
     def get(self, scope: UserScope, edit_id: uuid.UUID) -> Edit:
         with Session(self._engine) as session:
             edit = session.exec(select(Edit).where(*_in_scope(scope), Edit.id == edit_id)).first()
@@ -158,106 +190,138 @@ class EditRepository:
             rows = session.exec(select(Edit).where(*_in_scope(scope), col(Edit.id).in_(ids))).all()
             return {row.id: row for row in rows}
 
-    def queued(self, tenant_id: uuid.UUID) -> int:
-        """Edits of this tenant waiting for inference: bounds the queue per tenant."""
-        with Session(self._engine) as session:
-            value = session.exec(
-                select(sa.func.count())
-                .select_from(Edit)
-                .where(
-                    col(Edit.tenant_id) == tenant_id,
-                    col(Edit.inference_status).in_(
-                        [InferenceStatus.pending, InferenceStatus.running]
-                    ),
-                )
-            ).one()
-            return int(value)
-
     # -- the worker's side (system level) -----------------------------------------------
 
-    def requeue_running(self) -> int:
-        """After a restart, jobs claimed by the dead process are pending again."""
+    def claim_next(self, owner: str, lease: timedelta, now: datetime | None = None) -> Edit | None:
+        """Lease the next due job to `owner` until now + `lease`: a pending job whose
+        retry is due, or a running one whose lease expired (its worker died or hung).
+        One statement: on PostgreSQL the row is picked with FOR UPDATE SKIP LOCKED, so
+        replicas claiming at once take different jobs; on SQLite the statement holds
+        the single writer lock. The WHERE repeats the due test, so a row that stopped
+        being due between pick and update is not taken."""
+        now = now or utcnow()
+        pick = (
+            select(Edit.id)
+            .where(_due(now))
+            .order_by(col(Edit.next_attempt_at))
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        with Session(self._engine, expire_on_commit=False) as session:
+            claimed = session.exec(
+                update(Edit)
+                .where(col(Edit.id) == pick.scalar_subquery(), _due(now))
+                .values(
+                    inference_status=InferenceStatus.running,
+                    attempts=col(Edit.attempts) + 1,
+                    lease_owner=owner,
+                    lease_expires_at=now + lease,
+                    updated_at=now,
+                )
+                .returning(col(Edit.id))
+            ).first()
+            session.commit()
+            if claimed is None:
+                return None
+            return session.get(Edit, claimed[0])
+
+    def renew(self, edit: Edit, owner: str, lease: timedelta, now: datetime | None = None) -> bool:
+        """Extend the lease while the model still works; False once it was lost."""
+        now = now or utcnow()
+        with Session(self._engine) as session:
+            result = session.exec(
+                update(Edit).where(*_held(edit, owner)).values(lease_expires_at=now + lease)
+            )
+            session.commit()
+            return int(result.rowcount) == 1
+
+    def finish(self, edit: Edit, text: str, owner: str) -> InferredPreference | None:
+        """Store the inferred preference, only while `owner` still holds the lease: a
+        worker whose lease expired and was reclaimed must not add a second one. None
+        when the lease was lost or the user was deleted meanwhile."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            done = session.exec(
+                update(Edit)
+                .where(*_held(edit, owner))
+                .values(
+                    inference_status=InferenceStatus.done,
+                    last_error=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=utcnow(),
+                )
+            )
+            if int(done.rowcount) != 1:
+                session.rollback()
+                return None
+            preference = new_preference(
+                session,
+                scope_of(edit),
+                text=text,
+                status=PreferenceStatus.suggested,
+                edit_id=edit.id,
+            )
+            session.exec(
+                update(Edit)
+                .where(col(Edit.id) == edit.id)
+                .values(preference_id=preference.preference_id)
+            )
+            session.commit()
+            return preference
+
+    def retry_later(self, edit: Edit, error: str, at: datetime | None, owner: str) -> None:
+        """Back to pending at `at`, or failed for good when `at` is None; ignored when
+        `owner` no longer holds the lease (another worker has the job now)."""
+        status = InferenceStatus.failed if at is None else InferenceStatus.pending
+        values: dict[str, Any] = {
+            "inference_status": status,
+            "last_error": error[:500],
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "updated_at": utcnow(),
+        }
+        if at is not None:
+            values["next_attempt_at"] = at
+        with Session(self._engine) as session:
+            session.exec(update(Edit).where(*_held(edit, owner)).values(**values))
+            session.commit()
+
+    def release(self, owner: str) -> int:
+        """On a clean stop, hand this worker's unfinished jobs back at once (the attempt
+        it did not finish is not counted); other workers' leases are never touched."""
         with Session(self._engine) as session:
             result = session.exec(
                 update(Edit)
-                .where(col(Edit.inference_status) == InferenceStatus.running)
-                .values(inference_status=InferenceStatus.pending)
+                .where(
+                    col(Edit.lease_owner) == owner,
+                    col(Edit.inference_status) == InferenceStatus.running,
+                )
+                .values(
+                    inference_status=InferenceStatus.pending,
+                    attempts=sa.case((col(Edit.attempts) > 0, col(Edit.attempts) - 1), else_=0),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
             )
             session.commit()
             return int(result.rowcount)
 
     def next_due_at(self) -> datetime | None:
-        """When the earliest pending job becomes due (None: the queue is empty)."""
+        """When the earliest job becomes due: a pending retry, or an expiring lease
+        (None: nothing is queued or leased)."""
         with Session(self._engine) as session:
-            return session.exec(
+            pending = session.exec(
                 select(sa.func.min(Edit.next_attempt_at)).where(
                     col(Edit.inference_status) == InferenceStatus.pending
                 )
             ).one()
-
-    def claim_next(self, now: datetime | None = None) -> Edit | None:
-        now = now or utcnow()
-        with Session(self._engine, expire_on_commit=False) as session:
-            candidate = session.exec(
-                select(Edit.id)
-                .where(
-                    col(Edit.inference_status) == InferenceStatus.pending,
-                    col(Edit.next_attempt_at) <= now,
+            leased = session.exec(
+                select(sa.func.min(Edit.lease_expires_at)).where(
+                    col(Edit.inference_status) == InferenceStatus.running
                 )
-                .order_by(col(Edit.next_attempt_at))
-                .limit(1)
-            ).first()
-            if candidate is None:
-                return None
-            claimed = session.exec(
-                update(Edit)
-                .where(
-                    col(Edit.id) == candidate,
-                    col(Edit.inference_status) == InferenceStatus.pending,
-                )
-                .values(
-                    inference_status=InferenceStatus.running,
-                    attempts=col(Edit.attempts) + 1,
-                    updated_at=now,
-                )
-            )
-            session.commit()
-            if claimed.rowcount != 1:
-                return None  # another worker took it
-            return session.get(Edit, candidate)
-
-    def finish(self, edit: Edit, text: str) -> InferredPreference:
-        with Session(self._engine, expire_on_commit=False) as session:
-            row = session.get(Edit, edit.id)
-            if row is None:
-                raise NotFound(_NOT_FOUND, code="edit_not_found")  # user deleted meanwhile
-            preference = new_preference(
-                session,
-                scope_of(row),
-                text=text,
-                status=PreferenceStatus.suggested,
-                edit_id=row.id,
-            )
-            row.preference_id = preference.preference_id
-            row.inference_status = InferenceStatus.done
-            row.last_error = None
-            row.updated_at = utcnow()
-            session.add(row)
-            session.commit()
-            return preference
-
-    def retry_later(self, edit: Edit, error: str, at: datetime | None) -> None:
-        """Back to pending at `at`, or failed for good when `at` is None."""
-        with Session(self._engine) as session:
-            row = session.get(Edit, edit.id)
-            if row is None:
-                return
-            row.inference_status = InferenceStatus.failed if at is None else InferenceStatus.pending
-            row.next_attempt_at = at or row.next_attempt_at
-            row.last_error = error[:500]
-            row.updated_at = utcnow()
-            session.add(row)
-            session.commit()
+            ).one()
+        times = [t for t in (pending, leased) if t is not None]
+        return min(times) if times else None
 
     # -- index maintenance: edits whose context carries a preference ----------------------
 

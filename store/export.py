@@ -1,6 +1,7 @@
 """Everything stored about one user, for `GET /v1/users/{id}/export`: every version of
 every item, edits, examples (deleted ones too) and the user's audit trail. Embeddings
-are left out: they are derived data, recomputed on import. Every query carries the
+are left out (derived data, recomputed on import), and so is which worker holds an
+edit job (the service's bookkeeping, not the user's data). Every query carries the
 user's scope."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from store.scope import UserScope
 
 FORMAT = "tailor-export-v1"
 _DERIVED = {"text_embedding", "condition_embedding", "prompt_embedding", "context_embedding"}
+_JOB_BOOKKEEPING = {"lease_owner", "lease_expires_at"}  # which worker holds an edit job
 
 
 def _rows(
@@ -33,7 +35,7 @@ def _rows(
         col(table.tenant_id) == scope.tenant_id, col(table.user_id) == scope.user_id
     )
     return [
-        row.model_dump(mode="json", exclude=_DERIVED, warnings=False)
+        row.model_dump(mode="json", exclude=_DERIVED | _JOB_BOOKKEEPING, warnings=False)
         for row in session.exec(query.order_by(*order)).all()
     ]
 

@@ -191,7 +191,7 @@ class PreferenceExample(SQLModel, table=True):
 
 class InferenceStatus(StrEnum):
     pending = "pending"  # queued for the worker
-    running = "running"  # claimed by a worker (reset to pending on restart)
+    running = "running"  # claimed by a worker under a lease (reclaimed once it expires)
     done = "done"  # a preference was inferred
     skipped = "skipped"  # the edit was trivial: nothing to infer
     failed = "failed"  # gave up after the retries
@@ -206,10 +206,14 @@ class PreferenceStatus(StrEnum):
 
 class Edit(SQLModel, table=True):
     """A user's edit of a model output (CIPHER). The context's embedding is stored with
-    the row; the inference job's state lives here too, so a restart loses nothing."""
+    the row; the inference job's state lives here too, so a restart loses nothing.
+    A running job is leased: `lease_owner` holds it until `lease_expires_at`."""
 
     __tablename__ = "edit"
-    __table_args__ = (sa.Index("ix_edit_queue", "inference_status", "next_attempt_at"),)
+    __table_args__ = (
+        sa.Index("ix_edit_queue", "inference_status", "next_attempt_at"),
+        sa.Index("ix_edit_lease", "inference_status", "lease_expires_at"),
+    )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
@@ -229,6 +233,8 @@ class Edit(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, max_length=500)
     preference_id: uuid.UUID | None = Field(default=None, index=True)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -288,3 +294,19 @@ class IdempotencyRecord(SQLModel, table=True):
     response_headers: str | None = Field(default=None, sa_type=sa.Text)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: datetime = Field(sa_type=UTCDateTime, index=True)
+
+
+class ImportedItem(SQLModel, table=True):
+    """Which item of an export a restored row came from: importing the same export again
+    skips what is already here, and the unique key settles two concurrent imports."""
+
+    __tablename__ = "imported_item"
+    __table_args__ = (sa.UniqueConstraint("user_id", "kind", "source_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="app_user.id", ondelete="CASCADE")
+    kind: str = Field(max_length=16)
+    source_id: uuid.UUID
+    item_id: uuid.UUID
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

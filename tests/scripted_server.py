@@ -4,6 +4,7 @@ timeout and streaming logic over a real socket; the real model has its own tests
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -24,6 +25,7 @@ class Scripted:
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     raw: str | None = None  # a body to send as-is
+    hold: threading.Event | None = None  # answer only once the test sets it
 
 
 def completion(text: str, model: str) -> dict[str, Any]:
@@ -54,6 +56,8 @@ class ScriptedServer:
             step = self.script.pop(0) if self.script else Scripted()
             if step.delay_s:
                 time.sleep(step.delay_s)
+            if step.hold is not None:
+                await asyncio.to_thread(step.hold.wait, 60)
             if step.raw is not None:
                 return Response(step.raw, status_code=step.status, media_type="application/json")
             if step.status != 200:

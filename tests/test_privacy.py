@@ -97,6 +97,8 @@ def test_export_holds_everything_and_nothing_else(api: Api) -> None:
         "condition_embedding",
         "prompt_embedding",
         "context_embedding",
+        "lease_owner",
+        "lease_expires_at",
     ):
         assert vector not in raw
     other = api.tenant("other")
@@ -111,7 +113,13 @@ def test_round_trip_reproduces_the_profile(api: Api) -> None:
     api.user(h, "alice-copy")
     result = api.client.post("/v1/users/alice-copy/import", json=export, headers=h)
     assert result.status_code == 201, result.text
-    assert result.json() == {"instructions": 3, "examples": 1, "edits": 1, "preferences": 1}
+    assert result.json() == {
+        "instructions": 3,
+        "examples": 1,
+        "edits": 1,
+        "preferences": 1,
+        "skipped": 0,
+    }
     wait_edits(api, h, "alice-copy")
     copy = api.client.get("/v1/users/alice-copy/export", headers=h).json()
     current = [

@@ -27,6 +27,77 @@ from personalization.messages import ChatMessage
 _RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 
 
+class _Unusable(ValueError):
+    """The reply does not have the documented shape."""
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _Unusable(f"{what} is {type(value).__name__}, not an object")
+    return value
+
+
+def _first_choice(data: dict[str, Any]) -> dict[str, Any] | None:
+    choices = data.get("choices")
+    if choices is None or choices == []:
+        return None
+    if not isinstance(choices, list):
+        raise _Unusable(f"choices is {type(choices).__name__}, not a list")
+    return _object(choices[0], "choices[0]")
+
+
+def _text(value: object, what: str) -> str:
+    """Text or null (a tool-call reply has null content); anything else is malformed."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Unusable(f"{what} is {type(value).__name__}, not a string")
+    return value
+
+
+def _count(usage: dict[str, Any], key: str) -> int:
+    value = usage.get(key) or 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Unusable(f"usage.{key} is {type(value).__name__}, not an integer")
+    return value
+
+
+def _parse_completion(body: bytes, model: str) -> Completion:
+    """Every field is checked for its type: a server that sends `"content": 12345` or a
+    null message is malformed (BackendFailed, a 502 or a failed inference attempt), never
+    an AttributeError somewhere downstream."""
+    try:
+        data = _object(json.loads(body), "the body")
+        choice = _first_choice(data)
+        if choice is None:
+            raise _Unusable("there are no choices")
+        message = _object(choice.get("message"), "choices[0].message")
+        usage = _object(data.get("usage") or {}, "usage")
+        return Completion(
+            text=_text(message.get("content"), "the message content"),
+            finish_reason=_text(choice.get("finish_reason"), "finish_reason") or "stop",
+            model=_text(data.get("model"), "model") or model,
+            prompt_tokens=_count(usage, "prompt_tokens"),
+            completion_tokens=_count(usage, "completion_tokens"),
+        )
+    except ValueError as exc:  # _Unusable, or not JSON at all
+        raise BackendFailed(f"model server sent an unusable body: {exc}") from exc
+
+
+def _parse_chunk(payload: str) -> tuple[str, str | None] | None:
+    """(text, finish reason) of one SSE chunk; None for a chunk without choices (some
+    servers send usage alone at the end)."""
+    try:
+        choice = _first_choice(_object(json.loads(payload), "the chunk"))
+        if choice is None:
+            return None
+        delta = _object(choice.get("delta") or {}, "choices[0].delta")
+        finish = _text(choice.get("finish_reason"), "finish_reason") or None
+        return _text(delta.get("content"), "the delta content"), finish
+    except ValueError as exc:
+        raise BackendFailed(f"model server sent an unusable chunk: {exc}") from exc
+
+
 class OpenAICompatibleBackend:
     def __init__(
         self,
@@ -112,20 +183,9 @@ class OpenAICompatibleBackend:
         response = self._send(self._body(messages, settings, stream=False))
         try:
             response.read()
-            data = response.json()
-            choice = data["choices"][0]
-            usage = data.get("usage") or {}
-            return Completion(
-                text=choice["message"].get("content") or "",
-                finish_reason=choice.get("finish_reason") or "stop",
-                model=str(data.get("model") or self._model),
-                prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                completion_tokens=int(usage.get("completion_tokens") or 0),
-            )
+            return _parse_completion(response.content, self._model)
         except httpx.HTTPError as exc:
             raise BackendUnavailable(f"model server connection broke: {exc}") from exc
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BackendFailed(f"model server sent an unusable body: {exc}") from exc
         finally:
             response.close()
 
@@ -140,15 +200,10 @@ class OpenAICompatibleBackend:
                 payload = line[5:].strip()
                 if payload == "[DONE]":
                     return
-                try:
-                    chunk = json.loads(payload)
-                    choices = chunk.get("choices") or []
-                    if not choices:
-                        continue
-                    text = (choices[0].get("delta") or {}).get("content") or ""
-                    finish = choices[0].get("finish_reason")
-                except (ValueError, AttributeError) as exc:
-                    raise BackendFailed(f"model server sent an unusable chunk: {exc}") from exc
+                delta = _parse_chunk(payload)
+                if delta is None:
+                    continue
+                text, finish = delta
                 if text or finish:
                     yield Delta(text=text, finish_reason=finish)
         except httpx.HTTPError as exc:

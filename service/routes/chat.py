@@ -16,6 +16,7 @@ from personalization.backends import GenerationSettings
 from personalization.chat import PreparedChat
 from personalization.messages import ChatMessage
 from service.deps import ChatDep, ScopeDep, SettingsDep, UsersDep
+from service.errors import error_body
 from service.schemas import (
     AssistantMessage,
     ChatCompletionRequest,
@@ -27,7 +28,7 @@ from service.schemas import (
     Usage,
 )
 from service.settings import Settings
-from store.errors import InvalidInput
+from store.errors import InvalidInput, TailorError
 from store.scope import TenantScope, UserScope
 from store.users import UserRepository
 
@@ -175,17 +176,27 @@ def chat_completions(
             }
         )
         finish = "stop"
-        for delta in deltas:
-            if delta.text:
-                yield _sse(
-                    {
-                        **base,
-                        "choices": [
-                            {"index": 0, "delta": {"content": delta.text}, "finish_reason": None}
-                        ],
-                    }
-                )
-            finish = delta.finish_reason or finish
+        try:
+            for delta in deltas:
+                if delta.text:
+                    yield _sse(
+                        {
+                            **base,
+                            "choices": [
+                                {
+                                    "index": 0,
+                                    "delta": {"content": delta.text},
+                                    "finish_reason": None,
+                                }
+                            ],
+                        }
+                    )
+                finish = delta.finish_reason or finish
+        except TailorError as exc:
+            # The status line has gone out: the model's failure midway is reported the
+            # way OpenAI-compatible streams report errors, as an `error` event.
+            yield _sse(error_body(exc.code, exc.message))
+            return
         yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
         yield _sse("[DONE]")
 

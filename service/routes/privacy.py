@@ -30,10 +30,18 @@ def export_profile(scope: UserScopeDep, ports: PortsDep) -> ProfileExport:
     status_code=201,
     response_model=ImportResult,
     summary="Restore a profile from an export into this user (re-embedded)",
+    description=(
+        "All or nothing: on any error nothing is written, so a retry is safe. Items are "
+        "recognised by their exported ids; importing the same export again skips them "
+        "(`skipped`). Queued edits (`pending`, `running`) count against the tenant's edit "
+        "queue: 422 `import_exceeds_edit_queue` when they could never fit, 429 "
+        "`edit_queue_full` when the queue must drain first."
+    ),
     responses={
         201: {"headers": IDEMPOTENCY_HEADERS},
         413: {"model": ErrorResponse},
         422: {"model": ErrorResponse},
+        429: {"model": ErrorResponse},
     },
 )
 def import_profile(
@@ -46,6 +54,7 @@ def import_profile(
             examples=counts.examples,
             edits=counts.edits,
             preferences=counts.preferences,
+            skipped=counts.skipped,
         )
 
     return idempotent.respond(scope, body, 201, restore)
