@@ -4,6 +4,7 @@ collection). Per-user exact search, never a shared approximate index with a user
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,16 @@ def decode_vector(blob: bytes, dim: int) -> Vector:
     if vector.shape != (dim,):
         raise ValueError(f"stored vector has {vector.shape[0]} values, expected {dim}")
     return vector.astype(np.float32)
+
+
+def row_digest(collection: str, row_id: uuid.UUID) -> int:
+    """One row's share of a user's content digest. Rows are immutable (an edit writes a
+    new row with a new id), so the set of row ids says which vectors a user has."""
+    blob = hashlib.blake2b(collection.encode() + row_id.bytes, digest_size=16).digest()
+    return int.from_bytes(blob, "little")
+
+
+DIGEST_MOD = 1 << 128  # a user's digest: the sum of its rows' digests, order-free
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +197,18 @@ class VectorCache:
             return sum(
                 len(idx.by_row) for (_, coll), idx in self._indexes.items() if coll == collection
             )
+
+    def user_digests(self) -> dict[uuid.UUID, int]:
+        """Per user, the digest of the (collection, row) pairs held; compared with the
+        same digest over SQL's rows to find users whose vectors are not SQL's."""
+        with self._lock:
+            digests: dict[uuid.UUID, int] = {}
+            for (user_id, collection), index in self._indexes.items():
+                total = digests.get(user_id, 0)
+                for row_id in index.by_row:
+                    total = (total + row_digest(collection, row_id)) % DIGEST_MOD
+                digests[user_id] = total
+            return {user: digest for user, digest in digests.items() if digest}
 
     def has_user(self, user_id: uuid.UUID) -> bool:
         with self._lock:

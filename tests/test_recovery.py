@@ -40,7 +40,7 @@ FAST_RETRY = {"index_load_backoff_s": 0.05, "index_load_retries": 2}
 
 
 @pytest.mark.parametrize(
-    "field,value",
+    ("field", "value"),
     [
         ("last_change_seq", 10**30),
         ("last_change_seq", -1),

@@ -175,7 +175,12 @@ def test_a_deleted_user_leaves_no_vector_byte_on_any_replica(
             )
         b.post(
             "/v1/users/u1/edits",
-            json={"context": "travel note", "draft": "x y", "edited": "x y", "applied_preference": "p"},
+            json={
+                "context": "travel note",
+                "draft": "x y",
+                "edited": "x y",
+                "applied_preference": "p",
+            },
         )
         a.post("/v1/users/u2/instructions", json={"text": "keeps me", "always_on": True})
         secret = _user_vectors(cluster.database_url, "u1")
@@ -214,9 +219,12 @@ def test_restart_over_a_snapshot_that_claims_to_cover_an_edit(replicas: Cluster)
         "/v1/users/u1/instructions", json={"text": "Metric", "applies_when": "cooking recipe"}
     ).json()["id"]
     second.stop()  # its snapshot holds version 1
-    assert a.patch(
-        f"/v1/users/u1/instructions/{rule}", json={"applies_when": "garden flowers"}
-    ).status_code == 200
+    assert (
+        a.patch(
+            f"/v1/users/u1/instructions/{rule}", json={"applies_when": "garden flowers"}
+        ).status_code
+        == 200
+    )
     engine = sa.create_engine(replicas.database_url)
     with engine.connect() as conn:
         last = conn.execute(sa.text("select max(seq) from change_log")).scalar_one()
