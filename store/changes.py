@@ -25,18 +25,18 @@ def record_change(
     entity_id: uuid.UUID,
     action: str,
     version: int | None = None,
-) -> None:
-    session.add(
-        ChangeLog(
-            tenant_id=tenant_id,
-            user_id=user_id,
-            key_id=key_id,
-            entity=entity,
-            entity_id=entity_id,
-            action=action,
-            version=version,
-        )
+) -> ChangeLog:
+    row = ChangeLog(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        key_id=key_id,
+        entity=entity,
+        entity_id=entity_id,
+        action=action,
+        version=version,
     )
+    session.add(row)
+    return row
 
 
 @dataclass(frozen=True, slots=True)
