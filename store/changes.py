@@ -91,7 +91,7 @@ class ChangeLogReader:
                 .where(col(ChangeLog.user_id).in_(wanted))
                 .group_by(col(ChangeLog.user_id))
             ).all()
-            return {user: int(seq) for user, seq in rows if user is not None}
+            return {user: int(seq or 0) for user, seq in rows if user is not None}
 
     def changes_after(self, seq: int, *, upto: int | None = None, limit: int) -> list[Change]:
         """Changes with a sequence above `seq` (and at most `upto`), oldest first."""

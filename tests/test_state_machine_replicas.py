@@ -229,8 +229,8 @@ class TwoReplicas(RuleBasedStateMachine):
 # Modest by default (the suite must stay fast on two cores); raise for a longer hunt:
 # TAILOR_TEST_REPLICA_EXAMPLES=200 pytest tests/test_state_machine_replicas.py
 SETTINGS = settings(
-    max_examples=int(os.environ.get("TAILOR_TEST_REPLICA_EXAMPLES", "8")),
-    stateful_step_count=20,
+    max_examples=int(os.environ.get("TAILOR_TEST_REPLICA_EXAMPLES", "6")),
+    stateful_step_count=15,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
