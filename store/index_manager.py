@@ -176,9 +176,10 @@ class IndexManager:
             self._set_state(IndexState.rebuilding)
             self.rebuild_all()
             self.last_load = f"rebuilt: after {self._load_retries} failed loads"
-        if self.last_load != "snapshot":
-            # Replace the rejected (or missing) snapshot before reporting ready: a
-            # known-bad file should not outlive the rebuild that replaced it.
+        if self.last_load != "snapshot" or self.cache.version != self._snapshot_version:
+            # Replace the rejected, missing or replayed snapshot before reporting ready:
+            # a known-bad file, or one still holding users deleted while this replica
+            # was down, should not outlive the load that corrected it.
             self._write_snapshot()
         self._set_state(IndexState.ready)
         log.info("vector index ready (%s, %d vectors)", self.last_load, self.cache.count())
