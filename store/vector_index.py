@@ -74,6 +74,15 @@ class _UserIndex:
         self.refs[faiss_id] = (row_id, role)
         self.by_row.setdefault(row_id, []).append(faiss_id)
 
+    def add_many(self, refs: list[tuple[uuid.UUID, int]], vectors: Vector) -> None:
+        """One FAISS call for many (row, role) vectors: a user's reload pays it once."""
+        faiss_ids = np.arange(self.next_id, self.next_id + len(refs), dtype=np.int64)
+        self.next_id += len(refs)
+        self.index.add_with_ids(vectors, faiss_ids)
+        for faiss_id, (row_id, role) in zip(faiss_ids.tolist(), refs, strict=True):
+            self.refs[faiss_id] = (row_id, role)
+            self.by_row.setdefault(row_id, []).append(faiss_id)
+
     def remove(self, row_id: uuid.UUID) -> None:
         ids = self.by_row.pop(row_id, [])
         if ids:
@@ -145,13 +154,21 @@ class VectorCache:
     def load(self, entries: Iterable[Entry]) -> None:
         """Add entries; a row's roles may arrive as separate entries, so they are
         grouped first (a `put` per entry would keep only each row's last role)."""
-        rows: dict[tuple[uuid.UUID, str, uuid.UUID], list[tuple[int, Vector]]] = {}
+        groups: dict[tuple[uuid.UUID, str], dict[uuid.UUID, list[tuple[int, Vector]]]] = {}
         for entry in entries:
-            rows.setdefault((entry.user_id, entry.collection, entry.row_id), []).append(
-                (entry.role, entry.vector)
-            )
-        for (user_id, collection, row_id), vectors in rows.items():
-            self.put(user_id, collection, row_id, vectors)
+            rows = groups.setdefault((entry.user_id, entry.collection), {})
+            rows.setdefault(entry.row_id, []).append((entry.role, self._check(entry.vector)))
+        with self._lock:
+            for (user_id, collection), rows in groups.items():
+                index = self._indexes.get((user_id, collection))
+                if index is None:
+                    index = self._indexes[(user_id, collection)] = _UserIndex(self.dim)
+                for row_id in rows:
+                    index.remove(row_id)
+                refs = [(row_id, role) for row_id, pairs in rows.items() for role, _ in pairs]
+                vectors = np.stack([v for pairs in rows.values() for _, v in pairs])
+                index.add_many(refs, vectors)
+            self.version += 1
 
     def clear(self) -> None:
         with self._lock:
