@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from store.changes import ChangeLogReader
 
-BATCH = 5000  # changes read per poll; a long backlog is read over several polls
+BATCH = 5000  # new changes read per poll; a long backlog is read over several polls
+GAPS_PER_POLL = 1000  # awaited seqs asked for per poll
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +59,18 @@ class ChangeFollower:
             self._marks.append((seq, self._clock()))
         self._advance()
 
+    @property
+    def _top(self) -> int:
+        return self._marks[-1][0] if self._marks else self.watermark
+
     def poll(self) -> FollowedChanges:
-        fresh = [
-            change
-            for change in self._reader.changes_after(self.watermark, limit=BATCH)
-            if change.seq not in self._handled
-        ]
+        """New changes (above the highest handled) and awaited ones (the gaps below it)
+        are asked for separately, so a long-open gap never hides newer changes."""
+        top = self._top
+        awaited = [s for s in range(self.watermark + 1, top) if s not in self._handled]
+        fresh = self._reader.changes_in(awaited[:GAPS_PER_POLL])
+        fresh += self._reader.changes_after(top, limit=BATCH)
+        fresh = [change for change in fresh if change.seq not in self._handled]
         if fresh:
             self._handled.update(change.seq for change in fresh)
             top = max(change.seq for change in fresh)
@@ -92,5 +99,4 @@ class ChangeFollower:
     @property
     def pending_gaps(self) -> int:
         """Missing seqs the watermark is waiting on (for logs and tests)."""
-        top = self._marks[-1][0] if self._marks else self.watermark
-        return top - self.watermark - len(self._handled)
+        return self._top - self.watermark - len(self._handled)

@@ -93,6 +93,17 @@ class ChangeLogReader:
             ).all()
             return {user: int(seq or 0) for user, seq in rows if user is not None}
 
+    def changes_in(self, seqs: Sequence[int]) -> list[Change]:
+        """The changes among these seqs that are visible now (gaps being awaited)."""
+        if not seqs:
+            return []
+        query = select(ChangeLog.seq, ChangeLog.user_id, ChangeLog.entity, ChangeLog.action)
+        with Session(self._engine) as session:
+            rows = session.exec(
+                query.where(col(ChangeLog.seq).in_(list(seqs))).order_by(col(ChangeLog.seq))
+            ).all()
+            return [Change(int(s or 0), user, entity, action) for s, user, entity, action in rows]
+
     def changes_after(self, seq: int, *, upto: int | None = None, limit: int) -> list[Change]:
         """Changes with a sequence above `seq` (and at most `upto`), oldest first."""
         query = select(ChangeLog.seq, ChangeLog.user_id, ChangeLog.entity, ChangeLog.action).where(

@@ -20,6 +20,9 @@ class FakeLog:
         action = "deleted" if entity == "user" else "created"
         self.rows.append(Change(seq, user, entity, action))
 
+    def changes_in(self, seqs: list[int]) -> list[Change]:
+        return sorted((r for r in self.rows if r.seq in seqs), key=lambda r: r.seq)
+
     def changes_after(self, seq: int, *, upto: int | None = None, limit: int) -> list[Change]:
         found = sorted(
             (r for r in self.rows if r.seq > seq and (upto is None or r.seq <= upto)),
@@ -83,6 +86,26 @@ def test_in_flight_changes_below_the_load_point_are_watched() -> None:
     log.commit(2, b)
     assert follower.poll().changed == {b}
     assert follower.watermark == 3
+
+
+def test_a_long_open_gap_does_not_hide_newer_changes(monkeypatch: Any) -> None:
+    import store.change_follower
+
+    monkeypatch.setattr(store.change_follower, "BATCH", 2)
+    log, clock = FakeLog(), Clock()
+    users = [uuid.uuid4() for _ in range(6)]
+    follower = _follower(log, clock)
+    follower.start_at(0, lookback=10)
+    for seq, user in enumerate(users[1:], start=2):  # seq 1 stays in flight
+        log.commit(seq, user)
+    seen: set[uuid.UUID] = set()
+    for _ in range(3):
+        seen |= follower.poll().changed
+    assert seen == set(users[1:])
+    assert follower.watermark == 0 and follower.pending_gaps == 1
+    log.commit(1, users[0])
+    assert follower.poll().changed == {users[0]}
+    assert follower.watermark == 6
 
 
 def test_a_deleted_user_is_reported_as_deleted() -> None:
