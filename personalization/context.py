@@ -158,6 +158,9 @@ class ContextBuilder:
         self._index.require_ready()
         query = turn_query(messages)
         query_embedding = self._embedder.embed([query])[0]
+        # Another replica may have written this user's profile since this one cached
+        # it: one indexed read says so, and the user's vectors are reloaded first.
+        self._index.ensure_fresh(scope.user_id)
         candidates = self._instructions.active(scope)
         similarity = (
             self._similarities(scope, query_embedding)

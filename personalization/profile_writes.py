@@ -174,12 +174,14 @@ class ProfileWriter:
             self._index.cache.remove(row.user_id, EXAMPLES, row.id)
 
     def delete_user(self, scope: TenantScope, external_id: str) -> None:
-        """Rows (by cascade), cache entries, and the on-disk snapshot all lose the user
-        before this returns: the snapshot is rewritten without them."""
+        """Rows (by cascade), this replica's memory, and its on-disk snapshot all lose
+        the user before this returns: the snapshot is rewritten without them. Other
+        replicas learn it from the change log's tombstone (IndexManager.follow)."""
         self._index.require_ready()
         with self._index.write_lock:
             user_id = self._users.delete(scope, external_id)
-            self._index.cache.drop_user(user_id)
+            self._index.forget_user(user_id)
             for forget in self._forget_user:
                 forget(user_id)
-            self._index.snapshot(force=True)
+        # Outside the write lock: a snapshot takes its own lock first, then that one.
+        self._index.snapshot(force=True)

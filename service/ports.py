@@ -56,25 +56,38 @@ class Ports:
     importer: ProfileImporter
     rate_limiter: KeyRateLimiter | None
     _stop: threading.Event = field(default_factory=threading.Event)
-    _snapshotter: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
         self.index.start_background()
-        self._snapshotter = threading.Thread(
-            target=self._snapshot_loop, name="tailor-snapshot", daemon=True
-        )
-        self._snapshotter.start()
+        for name, loop in (
+            ("tailor-snapshot", self._snapshot_loop),
+            ("tailor-follow", self._follow_loop),
+        ):
+            thread = threading.Thread(target=loop, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         self.worker.start()
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(self.settings.snapshot_interval_s):
             self.index.snapshot()
 
+    def _follow_loop(self) -> None:
+        """Other replicas' writes (and deletes) reach this one's memory within about
+        one interval, even for users who make no turns here."""
+        while not self._stop.wait(self.settings.index_follow_interval_s):
+            try:
+                self.index.follow()
+            except Exception as exc:  # the database may be briefly away; try next round
+                log.warning("following the change log failed: %s: %s", type(exc).__name__, exc)
+
     def stop(self) -> None:
         self.worker.stop()
+        self.index.stop()
         self._stop.set()
-        if self._snapshotter is not None:
-            self._snapshotter.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=10)
         self.index.snapshot()
         self.engine.dispose()
 
@@ -136,14 +149,16 @@ def build_ports(
         ChangeLogReader(engine),
         settings.snapshot_dir,
         embedder_id=embedder.model_id,
+        load_retries=settings.index_load_retries,
+        load_backoff_s=settings.index_load_backoff_s,
+        follow_gap_timeout_s=settings.index_follow_gap_s,
     )
     aggregator = PreferenceAggregator(model)
+    index.forget_hooks.append(aggregator.forget_user)  # a deleted user's phrases too
     context = ContextBuilder(
         embedder, instructions, examples, index, CipherRetriever(index, preferences, aggregator)
     )
-    writer = ProfileWriter(
-        embedder, instructions, examples, users, index, forget_user=[aggregator.forget_user]
-    )
+    writer = ProfileWriter(embedder, instructions, examples, users, index)
     worker = EditWorker(
         edits,
         model,

@@ -77,6 +77,24 @@ class Settings(BaseSettings):
     idempotency_pending_s: float = Field(
         600.0, gt=0, description="after this, a key whose request never finished may be retried"
     )
+    index_follow_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="how often the change log is polled for other replicas' writes",
+    )
+    index_follow_gap_s: float = Field(
+        30.0, gt=0, description="how long a missing change seq is awaited (in-flight commit)"
+    )
+    index_load_retries: int = Field(
+        3, ge=1, le=100, description="index load tries that trust the snapshot before a rebuild"
+    )
+    index_load_backoff_s: float = Field(
+        1.0, gt=0, le=60, description="first retry delay of a failed index load; doubles, max 30 s"
+    )
+    unready_unhealthy_after_s: float = Field(
+        300.0, gt=0, description="/healthz answers 503 after this long not ready"
+    )
     log_level: str = "INFO"
     public_url: str | None = Field(
         None,

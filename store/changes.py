@@ -4,7 +4,8 @@ back with the write), read to replay what a snapshot has not seen, and shown as 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -24,18 +25,32 @@ def record_change(
     entity_id: uuid.UUID,
     action: str,
     version: int | None = None,
-) -> None:
-    session.add(
-        ChangeLog(
-            tenant_id=tenant_id,
-            user_id=user_id,
-            key_id=key_id,
-            entity=entity,
-            entity_id=entity_id,
-            action=action,
-            version=version,
-        )
+) -> ChangeLog:
+    row = ChangeLog(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        key_id=key_id,
+        entity=entity,
+        entity_id=entity_id,
+        action=action,
+        version=version,
     )
+    session.add(row)
+    return row
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change-log row as the replicas' followers see it: ids and action only."""
+
+    seq: int
+    user_id: uuid.UUID | None
+    entity: str
+    action: str
+
+    @property
+    def deletes_user(self) -> bool:
+        return self.entity == "user" and self.action == "deleted"
 
 
 class ChangeLogReader:
@@ -55,6 +70,50 @@ class ChangeLogReader:
                 select(ChangeLog.user_id).where(col(ChangeLog.seq) > seq).distinct()
             ).all()
             return {row for row in rows if row is not None}
+
+    def user_seq(self, user_id: uuid.UUID) -> int:
+        """The user's latest change (0 for none): one probe of ix_change_log_user_seq,
+        cheap enough for every turn."""
+        with Session(self._engine) as session:
+            value = session.exec(
+                select(sa.func.max(ChangeLog.seq)).where(col(ChangeLog.user_id) == user_id)
+            ).one()
+            return int(value or 0)
+
+    def user_seqs(self, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """Latest change per user; users without one are absent."""
+        wanted = list(user_ids)
+        if not wanted:
+            return {}
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(ChangeLog.user_id, sa.func.max(ChangeLog.seq))
+                .where(col(ChangeLog.user_id).in_(wanted))
+                .group_by(col(ChangeLog.user_id))
+            ).all()
+            return {user: int(seq or 0) for user, seq in rows if user is not None}
+
+    def changes_in(self, seqs: Sequence[int]) -> list[Change]:
+        """The changes among these seqs that are visible now (gaps being awaited)."""
+        if not seqs:
+            return []
+        query = select(ChangeLog.seq, ChangeLog.user_id, ChangeLog.entity, ChangeLog.action)
+        with Session(self._engine) as session:
+            rows = session.exec(
+                query.where(col(ChangeLog.seq).in_(list(seqs))).order_by(col(ChangeLog.seq))
+            ).all()
+            return [Change(int(s or 0), user, entity, action) for s, user, entity, action in rows]
+
+    def changes_after(self, seq: int, *, upto: int | None = None, limit: int) -> list[Change]:
+        """Changes with a sequence above `seq` (and at most `upto`), oldest first."""
+        query = select(ChangeLog.seq, ChangeLog.user_id, ChangeLog.entity, ChangeLog.action).where(
+            col(ChangeLog.seq) > seq
+        )
+        if upto is not None:
+            query = query.where(col(ChangeLog.seq) <= upto)
+        with Session(self._engine) as session:
+            rows = session.exec(query.order_by(col(ChangeLog.seq)).limit(limit)).all()
+            return [Change(int(s or 0), user, entity, action) for s, user, entity, action in rows]
 
 
 def record_user_change(

@@ -344,3 +344,9 @@ class EditRepository:
                 select(sa.func.count()).select_from(Edit).where(*self._indexed(model))
             ).one()
             return int(value)
+
+    def row_ids(self, *, model: str) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
+        """(user, row) of every row `entries` would yield, without the vectors."""
+        query = sa.select(col(Edit.user_id), col(Edit.id)).where(*self._indexed(model))
+        with Session(self._engine) as session:
+            yield from session.execute(query).tuples()

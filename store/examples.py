@@ -142,3 +142,11 @@ class ExampleRepository:
                 select(sa.func.count()).select_from(PreferenceExample).where(*self._active(model))
             ).one()
             return int(value)
+
+    def row_ids(self, *, model: str) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
+        """(user, row) of every row `entries` would yield, without the vectors."""
+        query = sa.select(col(PreferenceExample.user_id), col(PreferenceExample.id)).where(
+            *self._active(model)
+        )
+        with Session(self._engine) as session:
+            yield from session.execute(query).tuples()

@@ -1,21 +1,34 @@
-"""Brings the vector cache up and keeps it honest.
+"""Brings the vector cache up and keeps it equal to SQL, on every replica.
 
-Start: load the snapshot, check its manifest, replay the users changed since its
-change sequence from SQL, and check the row counts against SQL. Anything off (missing,
-torn, flipped, other embedder, counts disagree) → log why and rebuild everything from
-SQL. Until one of those finishes the service reports not-ready: it never comes up
-empty and calls itself healthy."""
+Start: remove what a killed snapshot write left, load the snapshot, check its manifest,
+replay the users changed since its change sequence, then compare every user's rows
+with SQL by a digest of their row ids (an edit writes a new row id but keeps the count,
+and a database restored from a backup can have other rows under the same count); users
+that differ are rebuilt from SQL. A snapshot that cannot be trusted at all (missing,
+torn, flipped, absurd, other embedder) → rebuild everything from SQL. A load that fails
+for any other reason (the database is not reachable yet, a lock timeout) is retried
+with backoff, the last tries as a plain rebuild, until it succeeds: until then the
+service reports not-ready, never empty-and-healthy.
+
+Running: every user's cache entry carries a stamp, the user's latest change sequence
+read *before* its rows were. A turn compares the stamp with the database (one indexed
+read) and rebuilds the user first if the database moved on, so a write through any
+replica shows in the next turn on every replica. A follower polls the change log in
+the background, so users who make no turns, and deleted users, converge too (and the
+next snapshot holds SQL's truth), within about one poll interval."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
+from store.change_follower import ChangeFollower, FollowedChanges
 from store.changes import ChangeLogReader
 from store.errors import NotReady
 from store.snapshot import (
@@ -23,11 +36,15 @@ from store.snapshot import (
     SnapshotInvalid,
     SnapshotMissing,
     read_snapshot,
+    remove_leftovers,
     write_snapshot,
 )
-from store.vector_index import Entry, VectorCache
+from store.vector_index import DIGEST_MOD, Entry, VectorCache, row_digest
 
 log = logging.getLogger("tailor.index")
+
+MAX_BACKOFF_S = 30.0
+FOLLOW_LOOKBACK = 1000  # seqs below the load point that may still have been in flight
 
 
 class VectorSource(Protocol):
@@ -37,15 +54,15 @@ class VectorSource(Protocol):
 
     def entries(self, user_ids: set[uuid.UUID] | None, *, model: str) -> Iterator[Entry]: ...
 
-    def count_rows(self, *, model: str) -> int: ...
+    def row_ids(self, *, model: str) -> Iterator[tuple[uuid.UUID, uuid.UUID]]: ...
 
 
 class IndexState(StrEnum):
     starting = "starting"
     loading = "loading_snapshot"
     rebuilding = "rebuilding"
+    retrying = "retrying"  # a load failed; the next try comes after a backoff
     ready = "ready"
-    failed = "failed"
 
 
 class IndexManager:
@@ -57,18 +74,34 @@ class IndexManager:
         snapshot_dir: Path,
         *,
         embedder_id: str,
+        load_retries: int = 3,
+        load_backoff_s: float = 1.0,
+        follow_gap_timeout_s: float = 30.0,
     ) -> None:
         self.cache = cache
         self._sources = sources
         self._changes = changes
         self._dir = snapshot_dir
         self._embedder_id = embedder_id
+        self._load_retries = load_retries
+        self._load_backoff_s = load_backoff_s
         self.state = IndexState.starting
         self.last_load: str = ""
+        self.load_attempts = 0
+        self._unready_since: float | None = time.monotonic()
         self._snapshot_version = -1  # cache.version at the last snapshot written or loaded
-        # Held across "commit to SQL + update the cache" and across snapshot capture, so a
-        # snapshot's change sequence always matches its contents.
+        # Held across "commit to SQL + update the cache", across a user's refresh and
+        # across snapshot capture, so a snapshot's contents match its change sequence.
         self.write_lock = threading.RLock()
+        self._snapshot_lock = threading.Lock()  # one snapshot write at a time, in order
+        self._stamps: dict[uuid.UUID, int] = {}
+        self._loaded_at = 0  # the stamp of every user not refreshed since the load
+        self._follower = ChangeFollower(changes, gap_timeout_s=follow_gap_timeout_s)
+        self._stopping = threading.Event()
+        # Called with a deleted user's id, so other per-user memory forgets it too.
+        self.forget_hooks: list[Callable[[uuid.UUID], None]] = []
+
+    # -- readiness -------------------------------------------------------------------
 
     @property
     def ready(self) -> bool:
@@ -78,70 +111,177 @@ class IndexManager:
         if not self.ready:
             raise NotReady(f"the vector index is {self.state}; retry shortly")
 
+    def unready_for_s(self) -> float:
+        """Seconds since the index was last ready (or since start); 0 when ready."""
+        since = self._unready_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    def _set_state(self, state: IndexState) -> None:
+        if state == IndexState.ready:
+            self._unready_since = None
+        elif self._unready_since is None:
+            self._unready_since = time.monotonic()
+        self.state = state
+
+    # -- loading ---------------------------------------------------------------------
+
     def start_background(self) -> threading.Thread:
         thread = threading.Thread(target=self.load, name="tailor-index-load", daemon=True)
         thread.start()
         return thread
 
+    def stop(self) -> None:
+        self._stopping.set()
+
     def load(self) -> None:
-        try:
-            self.state = IndexState.loading
+        """Until ready (or stopped): the first `load_retries` tries trust the snapshot
+        when it checks out, later ones rebuild from SQL. Backoff doubles up to 30 s."""
+        while not self._stopping.is_set():
+            self.load_attempts += 1
             try:
-                self._load_snapshot_and_replay()
+                self._load_once(trust_snapshot=self.load_attempts <= self._load_retries)
+                return
+            except Exception as exc:
+                self._set_state(IndexState.retrying)
+                delay = min(self._load_backoff_s * 2 ** (self.load_attempts - 1), MAX_BACKOFF_S)
+                log.error(
+                    "vector index load failed (try %d: %s: %s); retrying in %.1fs",
+                    self.load_attempts,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                    delay,
+                )
+                log.debug("vector index load failure", exc_info=True)
+                self._stopping.wait(delay)
+
+    def _load_once(self, *, trust_snapshot: bool) -> None:
+        remove_leftovers(self._dir)
+        if trust_snapshot:
+            self._set_state(IndexState.loading)
+            try:
+                self._load_snapshot_and_check()
                 self.last_load = "snapshot"
             except SnapshotInvalid as exc:
                 if isinstance(exc, SnapshotMissing):
                     log.info("no vector snapshot; building the index from SQL")
                 else:
                     log.error("vector snapshot rejected (%s); rebuilding from SQL", exc)
-                self.state = IndexState.rebuilding
+                self._set_state(IndexState.rebuilding)
                 self.rebuild_all()
                 self.last_load = f"rebuilt: {exc}"
-            if self.last_load != "snapshot":
-                # Replace the rejected (or missing) snapshot before reporting ready: a
-                # known-bad file should not outlive the rebuild that replaced it.
-                self._write_snapshot()
-            self.state = IndexState.ready
-            log.info("vector index ready (%s, %d vectors)", self.last_load, self.cache.count())
-        except Exception:
-            self.state = IndexState.failed
-            log.exception("vector index failed to load")
-            raise
+        else:
+            log.warning(
+                "rebuilding the vector index from SQL after %d failed loads", self._load_retries
+            )
+            self._set_state(IndexState.rebuilding)
+            self.rebuild_all()
+            self.last_load = f"rebuilt: after {self._load_retries} failed loads"
+        if self.last_load != "snapshot" or self.cache.version != self._snapshot_version:
+            # Replace the rejected, missing or replayed snapshot before reporting ready:
+            # a known-bad file, or one still holding users deleted while this replica
+            # was down, should not outlive the load that corrected it.
+            self._write_snapshot()
+        self._set_state(IndexState.ready)
+        log.info("vector index ready (%s, %d vectors)", self.last_load, self.cache.count())
 
-    def _load_snapshot_and_replay(self) -> None:
+    def _load_snapshot_and_check(self) -> None:
         manifest, entries = read_snapshot(
             self._dir, embedder_id=self._embedder_id, dim=self.cache.dim
         )
         with self.write_lock:
+            loaded_at = self._changes.last_seq()
+            if manifest.last_change_seq > loaded_at:
+                log.warning(
+                    "the snapshot has seen change %d, the database ends at %d (restored "
+                    "from a backup?); every user is checked against SQL",
+                    manifest.last_change_seq,
+                    loaded_at,
+                )
             self.cache.clear()
             self.cache.load(entries)
             self._snapshot_version = self.cache.version
-            changed = self._changes.users_changed_since(manifest.last_change_seq)
-            self.refresh_users(changed)
-            for source in self._sources:
-                in_sql = source.count_rows(model=self._embedder_id)
-                in_cache = self.cache.row_count(source.collection)
-                if in_sql != in_cache:
-                    raise SnapshotInvalid(
-                        f"{source.collection}: {in_cache} rows in cache after replay, "
-                        f"{in_sql} in SQL"
-                    )
+            self._begin(loaded_at)
+            self.refresh_users(self._changes.users_changed_since(manifest.last_change_seq))
+            differ = self.users_unlike_sql()
+            if differ:
+                log.warning(
+                    "%d user(s) in the snapshot differ from SQL; rebuilding them", len(differ)
+                )
+                self.refresh_users(differ)
 
     def rebuild_all(self) -> None:
         with self.write_lock:
+            loaded_at = self._changes.last_seq()  # before the rows: see refresh_users
             self.cache.clear()
             for source in self._sources:
                 self.cache.load(source.entries(None, model=self._embedder_id))
+            self._begin(loaded_at)
+
+    def _begin(self, loaded_at: int) -> None:
+        self._stamps.clear()
+        self._loaded_at = loaded_at
+        self._follower.start_at(loaded_at, lookback=FOLLOW_LOOKBACK)
+
+    def users_unlike_sql(self) -> set[uuid.UUID]:
+        """Users whose cached rows are not the rows SQL has: per user, a digest of the
+        (collection, row id) pairs on each side. Reads ids only, never vectors."""
+        in_sql: dict[uuid.UUID, int] = {}
+        for source in self._sources:
+            for user_id, row_id in source.row_ids(model=self._embedder_id):
+                share = row_digest(source.collection, row_id)
+                in_sql[user_id] = (in_sql.get(user_id, 0) + share) % DIGEST_MOD
+        cached = self.cache.user_digests()
+        return {u for u in in_sql.keys() | cached.keys() if in_sql.get(u) != cached.get(u)}
+
+    # -- following the database ------------------------------------------------------
 
     def refresh_users(self, user_ids: set[uuid.UUID]) -> None:
-        """Make these users' indexes equal to SQL (deleted users end with none)."""
+        """Make these users' indexes equal to SQL (deleted users end with none). The
+        stamps are read before the rows: a write landing in between leaves a stamp
+        below the database's, so the next check refreshes again (never the reverse)."""
         if not user_ids:
             return
         with self.write_lock:
+            stamps = self._changes.user_seqs(user_ids)
             entries: list[Entry] = []
             for source in self._sources:
                 entries.extend(source.entries(user_ids, model=self._embedder_id))
             self.cache.replace_users(user_ids, entries)
+            for user_id in user_ids:
+                self._stamps[user_id] = stamps.get(user_id, 0)
+
+    def ensure_fresh(self, user_id: uuid.UUID) -> None:
+        """Called by every turn before it searches: one indexed read of the user's
+        latest change; a rebuild of the user's entry only when it moved on."""
+        latest = self._changes.user_seq(user_id)
+        if latest > self._stamps.get(user_id, self._loaded_at):
+            self.refresh_users({user_id})
+
+    def forget_user(self, user_id: uuid.UUID) -> None:
+        """A deleted user leaves this replica's memory (the vectors and every hook's)."""
+        with self.write_lock:
+            self.cache.drop_user(user_id)
+            self._stamps.pop(user_id, None)
+        for forget in self.forget_hooks:
+            forget(user_id)
+
+    def follow(self) -> FollowedChanges:
+        """One poll of the change log: refresh the users other replicas (or this one)
+        changed, forget deleted users and, if one was held, snapshot at once so their
+        vectors leave the disk too."""
+        if not self.ready:
+            return FollowedChanges()
+        with self.write_lock:  # the follower's state, like the cache, changes under it
+            found = self._follower.poll()
+            held = [u for u in found.deleted if self.cache.has_user(u)]
+            for user_id in found.deleted:
+                self.forget_user(user_id)
+            self.refresh_users(found.changed - found.deleted)
+        if held:
+            self.snapshot()
+        return found
+
+    # -- snapshots -------------------------------------------------------------------
 
     def snapshot(self, *, force: bool = False) -> Manifest | None:
         """Write a snapshot if the cache changed since the last one (or if forced)."""
@@ -150,20 +290,24 @@ class IndexManager:
         return self._write_snapshot()
 
     def _write_snapshot(self) -> Manifest | None:
-        with self.write_lock:
-            last_seq = self._changes.last_seq()
-            version = self.cache.version
-            entries = list(self.cache.entries())
-        try:
-            manifest = write_snapshot(
-                self._dir,
-                entries,
-                embedder_id=self._embedder_id,
-                dim=self.cache.dim,
-                last_change_seq=last_seq,
-            )
-        except OSError:
-            log.exception("writing the vector snapshot failed; SQL remains the truth")
-            return None
-        self._snapshot_version = version
-        return manifest
+        """Never called with `write_lock` held (the lock order is snapshot, then write)."""
+        with self._snapshot_lock:
+            with self.write_lock:
+                # Changes up to the follower's watermark are all in the cache; above it
+                # some may not be, so a load replays from there (and checks digests).
+                last_seq = self._follower.watermark
+                version = self.cache.version
+                entries = list(self.cache.entries())
+            try:
+                manifest = write_snapshot(
+                    self._dir,
+                    entries,
+                    embedder_id=self._embedder_id,
+                    dim=self.cache.dim,
+                    last_change_seq=last_seq,
+                )
+            except OSError:
+                log.exception("writing the vector snapshot failed; SQL remains the truth")
+                return None
+            self._snapshot_version = version
+            return manifest

@@ -350,6 +350,13 @@ class InstructionRepository:
             ).one()
             return int(value)
 
+    def row_ids(self, *, model: str) -> Iterator[tuple[uuid.UUID, uuid.UUID]]:
+        """(user, row) of every row `entries` would yield, without the vectors: what a
+        loaded snapshot is checked against (an edit keeps the count, not the ids)."""
+        query = sa.select(col(Instruction.user_id), col(Instruction.id)).where(*_active_with(model))
+        with Session(self._engine) as session:
+            yield from session.execute(query).tuples()
+
 
 def _first_version(
     scope: UserScope,

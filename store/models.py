@@ -150,6 +150,8 @@ class ChangeLog(SQLModel, table=True):
     """
 
     __tablename__ = "change_log"
+    # A turn reads its user's latest seq (is this replica's cache current?): one probe.
+    __table_args__ = (sa.Index("ix_change_log_user_seq", "user_id", "seq"),)
 
     seq: int | None = Field(default=None, sa_type=BigIntPK, primary_key=True)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

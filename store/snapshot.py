@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +25,13 @@ from store.vector_index import Entry
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+MAX_SEQ = (1 << 63) - 1  # a BIGINT: anything larger cannot be a change sequence
+MAX_COUNT = 1 << 31
+MAX_DIM = 1 << 16
+DATA_FILE = re.compile(r"^index-\d{1,19}-[0-9a-f]{8}\.npz$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+log = logging.getLogger("tailor.index")
 
 
 class SnapshotInvalid(Exception):
@@ -54,11 +63,15 @@ def _fsync_dir(path: Path) -> None:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written copy must not outlive the failure
+        raise
 
 
 def write_snapshot(
@@ -114,27 +127,71 @@ def read_manifest(directory: Path, *, embedder_id: str, dim: int) -> Manifest:
         raise SnapshotMissing("no manifest")
     try:
         raw = json.loads(path.read_text())
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
         manifest = Manifest(
-            format_version=int(raw["format_version"]),
-            embedder_id=str(raw["embedder_id"]),
-            dim=int(raw["dim"]),
-            last_change_seq=int(raw["last_change_seq"]),
-            data_file=str(raw["data_file"]),
-            sha256=str(raw["sha256"]),
-            count=int(raw["count"]),
+            format_version=_whole(raw, "format_version", 0, 1 << 16),
+            embedder_id=_text(raw, "embedder_id"),
+            dim=_whole(raw, "dim", 1, MAX_DIM),
+            last_change_seq=_whole(raw, "last_change_seq", 0, MAX_SEQ),
+            data_file=_text(raw, "data_file"),
+            sha256=_text(raw, "sha256"),
+            count=_whole(raw, "count", 0, MAX_COUNT),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         raise SnapshotInvalid(f"unreadable manifest: {exc}") from exc
     if manifest.format_version != FORMAT_VERSION:
         raise SnapshotInvalid(f"format version {manifest.format_version} != {FORMAT_VERSION}")
+    if not SHA256.match(manifest.sha256):
+        raise SnapshotInvalid("manifest checksum is not a SHA-256 hex digest")
     if manifest.embedder_id != embedder_id or manifest.dim != dim:
         raise SnapshotInvalid(
             f"snapshot is for embedder {manifest.embedder_id!r} dim {manifest.dim}, "
             f"running {embedder_id!r} dim {dim}"
         )
-    if "/" in manifest.data_file or manifest.data_file.startswith("."):
+    if not DATA_FILE.match(manifest.data_file):
         raise SnapshotInvalid("manifest names a data file outside the snapshot folder")
     return manifest
+
+
+def _whole(raw: dict[str, object], name: str, low: int, high: int) -> int:
+    """An integer field in range: a bool, float, string or 10**30 makes the whole
+    snapshot untrusted (never an OverflowError later, in a database query)."""
+    value = raw[name]
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{name} is {value!r}, not an integer in [{low}, {high}]")
+    return value
+
+
+def _text(raw: dict[str, object], name: str) -> str:
+    value = raw[name]
+    if not isinstance(value, str):
+        raise ValueError(f"{name} is {value!r}, not a string")
+    return value
+
+
+def remove_leftovers(directory: Path) -> list[str]:
+    """Delete what a killed snapshot write leaves: temp files, and data files the
+    manifest does not name. Both may hold vectors of users deleted since, and nothing
+    ever reads them, so they would only keep that data on disk. Returns the names."""
+    if not directory.is_dir():
+        return []
+    try:
+        named = json.loads((directory / MANIFEST).read_text()).get("data_file")
+    except (OSError, ValueError, AttributeError):
+        named = None
+    removed = []
+    for path in directory.iterdir():
+        stale = path.name.endswith(".tmp") or (
+            path.name.startswith("index-") and path.name.endswith(".npz") and path.name != named
+        )
+        if stale and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    if removed:
+        _fsync_dir(directory)
+        log.info("removed %d snapshot leftover(s): %s", len(removed), ", ".join(sorted(removed)))
+    return removed
 
 
 def read_snapshot(directory: Path, *, embedder_id: str, dim: int) -> tuple[Manifest, list[Entry]]:

@@ -111,8 +111,11 @@ class UserRepository:
                 raise NotFound(_NOT_FOUND, code="user_not_found")
             user_id = user.id
             session.delete(user)
-            session.exec(delete(ChangeLog).where(col(ChangeLog.user_id) == user_id))
-            record_change(
+            # The tombstone first, then the user's older rows: on SQLite a new seq is
+            # max(seq) + 1, so deleting the newest rows first would hand the tombstone
+            # a seq other replicas' followers have already passed, and they would never
+            # learn of the delete.
+            tombstone = record_change(
                 session,
                 tenant_id=scope.tenant_id,
                 user_id=user_id,
@@ -120,6 +123,12 @@ class UserRepository:
                 entity="user",
                 entity_id=user_id,
                 action="deleted",
+            )
+            session.flush()
+            session.exec(
+                delete(ChangeLog).where(
+                    col(ChangeLog.user_id) == user_id, col(ChangeLog.seq) < tombstone.seq
+                )
             )
             session.commit()
             return user_id

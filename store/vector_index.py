@@ -4,6 +4,7 @@ collection). Per-user exact search, never a shared approximate index with a user
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,16 @@ def decode_vector(blob: bytes, dim: int) -> Vector:
     if vector.shape != (dim,):
         raise ValueError(f"stored vector has {vector.shape[0]} values, expected {dim}")
     return vector.astype(np.float32)
+
+
+def row_digest(collection: str, row_id: uuid.UUID) -> int:
+    """One row's share of a user's content digest. Rows are immutable (an edit writes a
+    new row with a new id), so the set of row ids says which vectors a user has."""
+    blob = hashlib.blake2b(collection.encode() + row_id.bytes, digest_size=16).digest()
+    return int.from_bytes(blob, "little")
+
+
+DIGEST_MOD = 1 << 128  # a user's digest: the sum of its rows' digests, order-free
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +73,15 @@ class _UserIndex:
         self.index.add_with_ids(vector.reshape(1, -1), np.array([faiss_id], dtype=np.int64))
         self.refs[faiss_id] = (row_id, role)
         self.by_row.setdefault(row_id, []).append(faiss_id)
+
+    def add_many(self, refs: list[tuple[uuid.UUID, int]], vectors: Vector) -> None:
+        """One FAISS call for many (row, role) vectors: a user's reload pays it once."""
+        faiss_ids = np.arange(self.next_id, self.next_id + len(refs), dtype=np.int64)
+        self.next_id += len(refs)
+        self.index.add_with_ids(vectors, faiss_ids)
+        for faiss_id, (row_id, role) in zip(faiss_ids.tolist(), refs, strict=True):
+            self.refs[faiss_id] = (row_id, role)
+            self.by_row.setdefault(row_id, []).append(faiss_id)
 
     def remove(self, row_id: uuid.UUID) -> None:
         ids = self.by_row.pop(row_id, [])
@@ -134,13 +154,21 @@ class VectorCache:
     def load(self, entries: Iterable[Entry]) -> None:
         """Add entries; a row's roles may arrive as separate entries, so they are
         grouped first (a `put` per entry would keep only each row's last role)."""
-        rows: dict[tuple[uuid.UUID, str, uuid.UUID], list[tuple[int, Vector]]] = {}
+        groups: dict[tuple[uuid.UUID, str], dict[uuid.UUID, list[tuple[int, Vector]]]] = {}
         for entry in entries:
-            rows.setdefault((entry.user_id, entry.collection, entry.row_id), []).append(
-                (entry.role, entry.vector)
-            )
-        for (user_id, collection, row_id), vectors in rows.items():
-            self.put(user_id, collection, row_id, vectors)
+            rows = groups.setdefault((entry.user_id, entry.collection), {})
+            rows.setdefault(entry.row_id, []).append((entry.role, self._check(entry.vector)))
+        with self._lock:
+            for (user_id, collection), rows in groups.items():
+                index = self._indexes.get((user_id, collection))
+                if index is None:
+                    index = self._indexes[(user_id, collection)] = _UserIndex(self.dim)
+                for row_id in rows:
+                    index.remove(row_id)
+                refs = [(row_id, role) for row_id, pairs in rows.items() for role, _ in pairs]
+                vectors = np.stack([v for pairs in rows.values() for _, v in pairs])
+                index.add_many(refs, vectors)
+            self.version += 1
 
     def clear(self) -> None:
         with self._lock:
@@ -186,6 +214,18 @@ class VectorCache:
             return sum(
                 len(idx.by_row) for (_, coll), idx in self._indexes.items() if coll == collection
             )
+
+    def user_digests(self) -> dict[uuid.UUID, int]:
+        """Per user, the digest of the (collection, row) pairs held; compared with the
+        same digest over SQL's rows to find users whose vectors are not SQL's."""
+        with self._lock:
+            digests: dict[uuid.UUID, int] = {}
+            for (user_id, collection), index in self._indexes.items():
+                total = digests.get(user_id, 0)
+                for row_id in index.by_row:
+                    total = (total + row_digest(collection, row_id)) % DIGEST_MOD
+                digests[user_id] = total
+            return {user: digest for user, digest in digests.items() if digest}
 
     def has_user(self, user_id: uuid.UUID) -> bool:
         with self._lock:

@@ -4,8 +4,10 @@ Tests that need it import the `replicas` fixture from here."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,31 +34,61 @@ class Replica:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    @property
+    def log_file(self) -> Path:
+        """Output goes to a file, not a pipe: nobody reads a pipe while the process
+        runs, and a full pipe would block the server mid-test."""
+        return self.data.with_name(f"{self.data.name}.log")
+
+    def start(self, *, wait: bool = True) -> None:
         assert self.proc is None, "already running"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve"],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        srv.wait_ready(self.base, self.proc)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "service", "serve"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self._collect()
+                raise AssertionError(f"replica exited:\n{self.logs[-1]}")
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"replica not ready in {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def _collect(self) -> None:
+        self.logs.append(self.output())
+        self.proc = None
 
     def stop(self) -> str:
         """SIGTERM and wait; returns the process's output (also kept in `logs`)."""
         if self.proc is None:
             return ""
-        out = srv.stop(self.proc)
-        self.proc = None
-        self.logs.append(out)
-        return out
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        self._collect()
+        return self.logs[-1]
 
     def kill(self) -> None:
         if self.proc is not None:
             self.proc.kill()
-            out, _ = self.proc.communicate(timeout=30)
-            self.logs.append(out.decode())
-            self.proc = None
+            self.proc.wait(timeout=30)
+            self._collect()
 
     def restart(self) -> None:
         self.stop()

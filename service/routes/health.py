@@ -3,15 +3,24 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.deps import IndexDep
+from service.deps import IndexDep, SettingsDep
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
-def healthz() -> Health:
-    return Health(status="ok")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    summary="Liveness: the process answers and has not been stuck not-ready too long",
+    responses={503: {"model": Health, "description": "not ready for too long: restart me"}},
+)
+def healthz(index: IndexDep, settings: SettingsDep) -> JSONResponse:
+    """Not ready for longer than TAILOR_UNREADY_UNHEALTHY_AFTER_S means the index load
+    keeps failing; failing liveness lets an orchestrator restart the process."""
+    stuck = index.unready_for_s() > settings.unready_unhealthy_after_s
+    body = Health(status="unhealthy" if stuck else "ok", index=str(index.state))
+    return JSONResponse(body.model_dump(), status_code=503 if stuck else 200)
 
 
 @router.get(
