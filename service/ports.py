@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from personalization.admission import AdmittedEmbedder, KeyRateLimiter
+from personalization.applicability import ApplicabilityModel
 from personalization.backends import ModelBackend
 from personalization.backends.gate import GatedBackend
 from personalization.chat import ChatService
@@ -138,11 +139,23 @@ def build_ports(
         embedder_id=embedder.model_id,
     )
     aggregator = PreferenceAggregator(model)
+    applicability = ApplicabilityModel(embedder)  # embeds the domain prototypes, once
     context = ContextBuilder(
-        embedder, instructions, examples, index, CipherRetriever(index, preferences, aggregator)
+        embedder,
+        instructions,
+        examples,
+        index,
+        CipherRetriever(index, preferences, aggregator),
+        applicability=applicability,
     )
     writer = ProfileWriter(
-        embedder, instructions, examples, users, index, forget_user=[aggregator.forget_user]
+        embedder,
+        instructions,
+        examples,
+        users,
+        index,
+        forget_user=[aggregator.forget_user],
+        applicability=applicability,
     )
     worker = EditWorker(
         edits,
