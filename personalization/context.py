@@ -92,8 +92,12 @@ def _clip(text: str) -> str:
 
 
 def instruction_item(instruction: ActiveInstruction) -> ProfileItem:
+    """A constraint says so: the model should treat it as a requirement, not a taste."""
     applies = "always" if instruction.always_on else (instruction.applies_when or "when relevant")
-    return ProfileItem("standing_instruction", {"applies": applies, "text": instruction.text})
+    fields = {"applies": applies, "text": instruction.text}
+    if instruction.kind == InstructionKind.constraint:
+        fields = {"applies": applies, "kind": "constraint", "text": instruction.text}
+    return ProfileItem("standing_instruction", fields)
 
 
 def example_item(example: PreferenceExample) -> ProfileItem:

@@ -157,5 +157,31 @@ _REQUESTS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# What each domain is about, as a list of its words: a preference is a statement, not a
+# request ("I use a wheelchair", "Boutique hotels win for me"), and lands nearer to the
+# words of its domain than to requests in it.
+_TOPICS: dict[str, str] = {
+    "food": "food, eating, meals, dishes, restaurants, cooking, recipes, diet, groceries",
+    "travel": "travel, trips, sightseeing, tours, holidays, destinations, things to do abroad",
+    "lodging": "hotels, accommodation, where to stay, rooms, B&Bs, guesthouses, rentals",
+    "transport": "transport, getting around, flights, trains, buses, driving routes, transfers",
+    "cars": "cars, vehicles, driving, buying a car, motorbikes, car dealers",
+    "fitness": "fitness, exercise, workouts, training, gym, running, hiking, sport",
+    "health": "health, medical conditions, symptoms, medication, doctors, sleep, wellbeing",
+    "beauty": "beauty, skincare, makeup, haircare, cosmetics, grooming products",
+    "fashion": "fashion, clothes, outfits, shoes, style, what to wear",
+    "home": "home, furniture, decor, interior design, renovation, houseplants, cleaning",
+    "technology": "technology, gadgets, phones, laptops, computers, devices, software",
+    "pets": "pets, dogs, cats, pet food, pet care, vets, adopting an animal",
+    "screen": "movies, films, TV shows, series, streaming, theatre, watching",
+    "games": "games, video games, board games, gaming, consoles",
+    "music": "music, songs, albums, playlists, concerts, listening",
+    "books": "books, reading, novels, authors, audiobooks, podcasts",
+    "learning": "learning, studying, courses, education, lessons, understanding a subject",
+    "work": "work, job, career, colleagues, meetings, emails, office, productivity",
+    "finance": "money, finance, investing, saving, budgets, banking, debt",
+}
+
 DOMAIN_REQUESTS = MappingProxyType(_REQUESTS)
+DOMAIN_TOPICS = MappingProxyType(_TOPICS)
 DOMAINS: tuple[str, ...] = tuple(_REQUESTS)
