@@ -99,9 +99,7 @@ def test_budget_cuts_in_rank_order_skipping_what_does_not_fit() -> None:
     cost = {big.row_id: 80, small.row_id: 15, third.row_id: 10}
     result = select([third, small, big], sims, budget=90, cost=lambda c: cost[c.row_id])
     assert [s.instruction for s in result.selected] == [big, third]
-    assert [(o.instruction, o.reason) for o in result.omitted] == [
-        (small, OmitReason.token_budget)
-    ]
+    assert [(o.instruction, o.reason) for o in result.omitted] == [(small, OmitReason.token_budget)]
     assert result.tokens == 90
 
 
