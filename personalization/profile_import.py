@@ -15,7 +15,7 @@ from store.edits import COLLECTION as EDITS
 from store.edits import EditRepository
 from store.index_manager import IndexManager
 from store.instructions import InstructionChanges
-from store.models import InstructionSource, InstructionStatus, PreferenceStatus
+from store.models import InstructionKind, InstructionSource, InstructionStatus, PreferenceStatus
 from store.scope import UserScope
 from store.vector_index import encode_vector
 
@@ -36,6 +36,17 @@ def _latest(rows: Sequence[dict[str, Any]], key: str) -> list[dict[str, Any]]:
         if current is None or row["version"] > current["version"]:
             latest[row[key]] = row
     return list(latest.values())
+
+
+def _pinned(row: dict[str, Any]) -> InstructionChanges:
+    """What the user set on the exported version; the rest is derived again."""
+    kind = row.get("kind") if row.get("kind_set_by") == "user" else None
+    by_user = row.get("applicability_set_by") == "user"
+    return InstructionChanges(
+        kind=InstructionKind(kind) if kind else None,
+        domains=list(row.get("domains") or []) if by_user else None,
+        typical_requests=list(row.get("typical_requests") or []) if by_user else None,
+    )
 
 
 class ProfileImporter:
@@ -63,6 +74,7 @@ class ProfileImporter:
                 applies_when=row.get("applies_when"),
                 always_on=bool(row.get("always_on")),
                 source=InstructionSource(row.get("source", "app")),
+                pinned=_pinned(row),
             )
             if row["status"] == InstructionStatus.disabled:
                 self._writer.update_instruction(

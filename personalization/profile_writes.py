@@ -97,9 +97,11 @@ class ProfileWriter:
         applies_when: str | None,
         always_on: bool,
         source: InstructionSource,
+        pinned: InstructionChanges | None = None,
     ) -> Instruction:
+        """`pinned`: kind, domains or typical requests the user set (else derived)."""
         self._index.require_ready()
-        embeddings = self._embed(text, applies_when)
+        embeddings = self._embed(text, applies_when, None, pinned)
         with self._index.write_lock:
             row = self._instructions.create(
                 scope,

@@ -641,6 +641,12 @@ class ImportedInstruction(_Imported):
     always_on: bool = False
     status: Literal["active", "disabled", "deleted"]
     source: Literal["user", "app", "inferred"] = "app"
+    # what the user pinned is restored; what was derived is derived again
+    kind: Literal["constraint", "style"] | None = None
+    kind_set_by: Literal["derived", "user"] | None = None
+    domains: Domains | None = None
+    typical_requests: TypicalRequests | None = None
+    applicability_set_by: Literal["derived", "user"] | None = None
 
 
 class ImportedExample(_Imported):

@@ -176,3 +176,23 @@ def test_the_lexical_classifier_on_clear_cases() -> None:
     ]
     assert [classify(t) for t in constraints] == [InstructionKind.constraint] * len(constraints)
     assert [classify(t) for t in styles] == [InstructionKind.style] * len(styles)
+
+
+def test_export_and_import_keep_what_the_user_pinned(api: Api) -> None:
+    h = api.tenant()
+    api.user(h, "alice")
+    pinned = api.instruction(h, "alice", text="I like spicy food.")
+    patch(api, h, pinned["id"], kind="constraint", domains=["food", "travel"])
+    derived = api.instruction(h, "alice", text="I'm allergic to nickel.")
+    export = api.client.get("/v1/users/alice/export", headers=h).json()
+    assert "request_embeddings" not in str(export)
+    api.user(h, "copy")
+    assert api.client.post("/v1/users/copy/import", json=export, headers=h).status_code == 201
+    items = api.client.get("/v1/users/copy/instructions", headers=h).json()["items"]
+    by_text = {i["text"]: i for i in items}
+    spicy = by_text["I like spicy food."]
+    assert (spicy["kind"], spicy["kind_set_by"]) == ("constraint", "user")
+    assert (spicy["domains"], spicy["applicability_set_by"]) == (["food", "travel"], "user")
+    nickel = by_text["I'm allergic to nickel."]
+    assert (nickel["kind"], nickel["kind_set_by"]) == ("constraint", "derived")
+    assert nickel["domains"] == derived["domains"]

@@ -22,7 +22,7 @@ def test_migrations_match_models_and_are_idempotent(tmp_path: Path) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
         assert diff == []
         version = conn.execute(sa.text("select version_num from alembic_version")).scalar()
-        assert version == "0003"
+        assert version == "0004"
         assert conn.execute(sa.text("pragma journal_mode")).scalar() == "wal"
         assert conn.execute(sa.text("pragma synchronous")).scalar() == 2  # FULL
         assert conn.execute(sa.text("pragma foreign_keys")).scalar() == 1
