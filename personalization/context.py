@@ -8,12 +8,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from personalization.applicability import ApplicabilityModel, TurnDomains
 from personalization.cipher import AggregatedPreference, CipherRetriever
 from personalization.compose import ProfileItem, new_marker, render_item, render_profile_block
 from personalization.embedder import Embedder, Vectors
 from personalization.messages import ChatMessage
 from personalization.selection import (
     Selection,
+    SelectionPolicy,
     Similarity,
     select_applicable_instructions,
 )
@@ -25,10 +27,12 @@ from store.index_manager import IndexManager
 from store.instructions import (
     COLLECTION,
     ROLE_CONDITION,
+    ROLE_REQUEST,
+    ROLE_TEXT,
     ActiveInstruction,
     InstructionRepository,
 )
-from store.models import PreferenceExample
+from store.models import InstructionKind, PreferenceExample
 from store.scope import UserScope
 
 QUERY_CHARS = 2000  # MiniLM reads 256 word pieces; more text only costs tokenizer time
@@ -37,11 +41,25 @@ EXAMPLE_FIELD_CHARS = 400  # each side of an example, so a few fit any sane budg
 
 @dataclass(frozen=True, slots=True)
 class ContextOptions:
+    """A turn's policy (personalization/selection.py): `threshold` is the floor an
+    instruction's evidence needs once the profile does not fit whole, `top_k` the
+    per-turn cap on conditional instructions."""
+
     threshold: float
     top_k: int
     token_budget: int
     examples_k: int = 4
     cipher_k: int = 5
+    whole_profile: bool = True
+
+    @property
+    def policy(self) -> SelectionPolicy:
+        return SelectionPolicy(
+            token_budget=self.token_budget,
+            max_items=self.top_k,
+            floor=self.threshold,
+            whole_profile=self.whole_profile,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +92,12 @@ def _clip(text: str) -> str:
 
 
 def instruction_item(instruction: ActiveInstruction) -> ProfileItem:
+    """A constraint says so: the model should treat it as a requirement, not a taste."""
     applies = "always" if instruction.always_on else (instruction.applies_when or "when relevant")
-    return ProfileItem("standing_instruction", {"applies": applies, "text": instruction.text})
+    fields = {"applies": applies, "text": instruction.text}
+    if instruction.kind == InstructionKind.constraint:
+        fields = {"applies": applies, "kind": "constraint", "text": instruction.text}
+    return ProfileItem("standing_instruction", fields)
 
 
 def example_item(example: PreferenceExample) -> ProfileItem:
@@ -96,6 +118,20 @@ def inferred_item(inferred: AggregatedPreference) -> ProfileItem:
     )
 
 
+def _domain_terms(
+    candidate: ActiveInstruction, turn: TurnDomains | None
+) -> tuple[float, float | None]:
+    """(domain affinity, the turn's score of a constraint's matched domain or None)."""
+    if turn is None or not candidate.domains:
+        return 0.0, None
+    constraint = (
+        turn.constraint_match(candidate.domains)
+        if candidate.kind == InstructionKind.constraint
+        else None
+    )
+    return turn.affinity(candidate.domains), constraint
+
+
 def _cost(item: ProfileItem) -> int:
     return estimate_tokens(render_item(item))
 
@@ -108,7 +144,9 @@ class ContextBuilder:
         examples: ExampleRepository,
         index: IndexManager,
         cipher: CipherRetriever | None = None,
+        applicability: ApplicabilityModel | None = None,
     ) -> None:
+        self._applicability = applicability
         self._embedder = embedder
         self._instructions = instructions
         self._examples = examples
@@ -123,14 +161,28 @@ class ContextBuilder:
     def embedder_dim(self) -> int:
         return self._embedder.dim
 
-    def _similarities(self, scope: UserScope, query: Vectors) -> dict[uuid.UUID, Similarity]:
-        similarity: dict[uuid.UUID, Similarity] = {}
+    def _similarities(
+        self, scope: UserScope, query: Vectors, candidates: Sequence[ActiveInstruction]
+    ) -> dict[uuid.UUID, Similarity]:
+        """Best cosine per key role from one exact search of the user's vectors, and the
+        domain terms from one small product of the query with the domain prototypes."""
+        keys: dict[uuid.UUID, dict[int, float]] = {}
         for hit in self._index.cache.search(scope.user_id, COLLECTION, query):
-            known = similarity.get(hit.row_id, Similarity(text=-1.0))
-            similarity[hit.row_id] = (
-                Similarity(text=known.text, condition=hit.score)
-                if hit.role == ROLE_CONDITION
-                else Similarity(text=hit.score, condition=known.condition)
+            roles = keys.setdefault(hit.row_id, {})
+            roles[hit.role] = max(hit.score, roles.get(hit.role, -1.0))
+        turn = self._applicability.turn_domains(query) if self._applicability else None
+        similarity: dict[uuid.UUID, Similarity] = {}
+        for candidate in candidates:
+            roles = keys.get(candidate.row_id, {})
+            if candidate.always_on or ROLE_TEXT not in roles:
+                continue
+            domain, constraint = _domain_terms(candidate, turn)
+            similarity[candidate.row_id] = Similarity(
+                text=roles[ROLE_TEXT],
+                condition=roles.get(ROLE_CONDITION),
+                request=roles.get(ROLE_REQUEST),
+                domain=domain,
+                constraint_domain=constraint,
             )
         return similarity
 
@@ -163,17 +215,12 @@ class ContextBuilder:
         self._index.ensure_fresh(scope.user_id)
         candidates = self._instructions.active(scope)
         similarity = (
-            self._similarities(scope, query_embedding)
+            self._similarities(scope, query_embedding, candidates)
             if any(not c.always_on for c in candidates)
             else {}
         )
         selection = select_applicable_instructions(
-            candidates,
-            similarity,
-            threshold=options.threshold,
-            top_k=options.top_k,
-            token_budget=options.token_budget,
-            cost=lambda c: _cost(instruction_item(c)),
+            candidates, similarity, options.policy, cost=lambda c: _cost(instruction_item(c))
         )
         items = [instruction_item(s.instruction) for s in selection.selected]
         spent = selection.tokens

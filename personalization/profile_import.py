@@ -15,13 +15,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from personalization.embedder import Embedder
-from personalization.text import condition_focus
+from personalization.profile_writes import ProfileWriter
 from store.edits import COLLECTION as EDITS
 from store.examples import COLLECTION as EXAMPLES
 from store.index_manager import IndexManager
-from store.instructions import COLLECTION as INSTRUCTIONS
-from store.instructions import InstructionEmbeddings, row_vectors
-from store.models import InstructionSource, InstructionStatus, PreferenceStatus
+from store.instructions import InstructionChanges
+from store.models import InstructionKind, InstructionSource, InstructionStatus, PreferenceStatus
 from store.profile_restore import (
     EDIT,
     EXAMPLE,
@@ -63,11 +62,29 @@ def _source(row: dict[str, Any], key: str) -> uuid.UUID | None:
     return uuid.UUID(str(value)) if value else None
 
 
+def _pinned(row: dict[str, Any]) -> InstructionChanges:
+    """What the user set on the exported version; the rest is derived again."""
+    kind = row.get("kind") if row.get("kind_set_by") == "user" else None
+    by_user = row.get("applicability_set_by") == "user"
+    return InstructionChanges(
+        kind=InstructionKind(kind) if kind else None,
+        domains=list(row.get("domains") or []) if by_user else None,
+        typical_requests=list(row.get("typical_requests") or []) if by_user else None,
+    )
+
+
 class ProfileImporter:
     def __init__(
-        self, embedder: Embedder, engine: Engine, index: IndexManager, *, queue_limit: int
+        self,
+        embedder: Embedder,
+        writer: ProfileWriter,
+        engine: Engine,
+        index: IndexManager,
+        *,
+        queue_limit: int,
     ) -> None:
         self._embedder = embedder
+        self._writer = writer
         self._engine = engine
         self._index = index
         self._queue_limit = queue_limit
@@ -109,19 +126,17 @@ class ProfileImporter:
             for row in _latest(document.get("preferences", []), "preference_id")
         }
 
-        texts: list[str] = []
-        for row in instructions:
-            texts.append(row["text"])
-            if row.get("applies_when"):
-                texts.append(condition_focus(row["applies_when"]))
-        texts.extend(row["prompt"] for row in examples)
+        texts: list[str] = [row["prompt"] for row in examples]
         texts.extend(row["context"] for row in edits)
         vectors = iter(self._embed(texts))
 
         plan = RestorePlan(model=self._embedder.model_id, dim=self._embedder.dim)
         for row in instructions:
-            text = next(vectors)
-            condition = next(vectors) if row.get("applies_when") else None
+            # The writer's own keys (vectors, kind, domains, typical requests), with
+            # what the user pinned kept and the rest derived again for this text.
+            keys = self._writer.instruction_keys(
+                row["text"], row.get("applies_when"), None, _pinned(row)
+            )
             plan.instructions.append(
                 RestoredInstruction(
                     source_id=uuid.UUID(str(row["instruction_id"])),
@@ -130,7 +145,7 @@ class ProfileImporter:
                     always_on=bool(row.get("always_on")),
                     status=InstructionStatus(row["status"]),
                     source=InstructionSource(row.get("source", "app")),
-                    embeddings=InstructionEmbeddings(plan.model, plan.dim, text, condition),
+                    embeddings=keys,
                 )
             )
         for row in examples:
@@ -162,11 +177,7 @@ class ProfileImporter:
             done = restore_profile(self._engine, scope, plan, queue_limit=self._queue_limit)
             cache = self._index.cache
             for instruction in done.instructions:
-                if instruction.status == InstructionStatus.active:
-                    vectors_of = row_vectors(
-                        plan.dim, instruction.text_embedding, instruction.condition_embedding
-                    )
-                    cache.put(instruction.user_id, INSTRUCTIONS, instruction.id, vectors_of)
+                self._writer.mirror(instruction)
             for example in done.examples:
                 vector = decode_vector(example.prompt_embedding, plan.dim)
                 cache.put(example.user_id, EXAMPLES, example.id, [(0, vector)])

@@ -7,6 +7,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection, Sequence
 
+from personalization.applicability import (
+    ApplicabilityModel,
+    current_applicability,
+    resolve_applicability,
+)
 from personalization.embedder import Embedder
 from personalization.text import condition_focus
 from store.examples import COLLECTION as EXAMPLES
@@ -14,6 +19,7 @@ from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import (
     COLLECTION,
+    Applicability,
     InstructionChanges,
     InstructionEmbeddings,
     InstructionRepository,
@@ -40,7 +46,9 @@ class ProfileWriter:
         users: UserRepository,
         index: IndexManager,
         forget_user: Sequence[Callable[[uuid.UUID], None]] = (),
+        applicability: ApplicabilityModel | None = None,
     ) -> None:
+        self._applicability = applicability
         self._forget_user = list(forget_user)
         self._embedder = embedder
         self._instructions = instructions
@@ -48,21 +56,43 @@ class ProfileWriter:
         self._users = users
         self._index = index
 
-    def _embed(self, text: str, applies_when: str | None) -> InstructionEmbeddings:
+    def instruction_keys(
+        self,
+        text: str,
+        applies_when: str | None,
+        previous: Applicability | None = None,
+        changes: InstructionChanges | None = None,
+    ) -> InstructionEmbeddings:
+        """Every key of the version being written: the text's and the condition's
+        vectors, its applicability (personalization/applicability.py) and the vectors of
+        its typical requests, all for this exact text."""
         texts = [text] if not applies_when else [text, condition_focus(applies_when)]
         vectors = self._embedder.embed(texts)
+        applicability = requests = None
+        if self._applicability is not None:
+            applicability = resolve_applicability(
+                self._applicability, text, vectors[0], previous, changes or InstructionChanges()
+            )
+            if applicability.typical_requests:
+                requests = b"".join(
+                    encode_vector(v) for v in self._embedder.embed(applicability.typical_requests)
+                )
         return InstructionEmbeddings(
             model=self._embedder.model_id,
             dim=self._embedder.dim,
             text=encode_vector(vectors[0]),
             condition=encode_vector(vectors[1]) if applies_when else None,
+            applicability=applicability,
+            requests=requests,
         )
 
-    def _mirror(self, row: Instruction) -> None:
+    def mirror(self, row: Instruction) -> None:
         """Make the cache hold exactly this version's vectors, or none if inactive."""
         if row.status != InstructionStatus.active or row.embedding_model != self._embedder.model_id:
             return
-        vectors = row_vectors(row.embedding_dim, row.text_embedding, row.condition_embedding)
+        vectors = row_vectors(
+            row.embedding_dim, row.text_embedding, row.condition_embedding, row.request_embeddings
+        )
         self._index.cache.put(row.user_id, COLLECTION, row.id, vectors)
 
     def create_instruction(
@@ -73,9 +103,11 @@ class ProfileWriter:
         applies_when: str | None,
         always_on: bool,
         source: InstructionSource,
+        pinned: InstructionChanges | None = None,
     ) -> Instruction:
+        """`pinned`: kind, domains or typical requests the user set (else derived)."""
         self._index.require_ready()
-        embeddings = self._embed(text, applies_when)
+        embeddings = self.instruction_keys(text, applies_when, None, pinned)
         with self._index.write_lock:
             row = self._instructions.create(
                 scope,
@@ -85,7 +117,7 @@ class ProfileWriter:
                 source=source,
                 embeddings=embeddings,
             )
-            self._mirror(row)
+            self.mirror(row)
         return row
 
     def update_instruction(
@@ -102,16 +134,18 @@ class ProfileWriter:
         self._index.require_ready()
         current = self._instructions.get(scope, instruction_id)
         embeddings: InstructionEmbeddings | None = None
-        if changes.text is not None or changes.applies_when is not None:
+        if changes.rekeys:
             text = changes.text if changes.text is not None else current.text
             applies = current.applies_when if changes.applies_when is None else changes.applies_when
-            embeddings = self._embed(text, applies or None)
+            embeddings = self.instruction_keys(
+                text, applies or None, current_applicability(current), changes
+            )
         with self._index.write_lock:
             old, new = self._instructions.update(
                 scope, current, changes, embeddings, expected=expected
             )
             self._index.cache.remove(old.user_id, COLLECTION, old.id)
-            self._mirror(new)
+            self.mirror(new)
         return new
 
     def delete_instruction(
@@ -137,7 +171,7 @@ class ProfileWriter:
         """The instruction and the preference's promoted version commit together, or
         neither does (another promote of the same preference won: 409)."""
         self._index.require_ready()
-        embeddings = self._embed(preference.text, applies_when)
+        embeddings = self.instruction_keys(preference.text, applies_when)
         with self._index.write_lock:
             promoted, row = self._instructions.promote(
                 scope,
@@ -146,7 +180,7 @@ class ProfileWriter:
                 always_on=always_on,
                 embeddings=embeddings,
             )
-            self._mirror(row)
+            self.mirror(row)
         return promoted, row
 
     def create_example(

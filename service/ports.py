@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from personalization.admission import AdmittedEmbedder, KeyRateLimiter
+from personalization.applicability import ApplicabilityModel
 from personalization.backends import ModelBackend
 from personalization.backends.gate import GatedBackend
 from personalization.chat import ChatService
@@ -155,10 +156,18 @@ def build_ports(
     )
     aggregator = PreferenceAggregator(model)
     index.forget_hooks.append(aggregator.forget_user)  # a deleted user's phrases too
+    applicability = ApplicabilityModel(embedder)  # embeds the domain prototypes, once
     context = ContextBuilder(
-        embedder, instructions, examples, index, CipherRetriever(index, preferences, aggregator)
+        embedder,
+        instructions,
+        examples,
+        index,
+        CipherRetriever(index, preferences, aggregator),
+        applicability=applicability,
     )
-    writer = ProfileWriter(embedder, instructions, examples, users, index)
+    writer = ProfileWriter(
+        embedder, instructions, examples, users, index, applicability=applicability
+    )
     worker = EditWorker(
         edits,
         model,
@@ -194,7 +203,9 @@ def build_ports(
         ),
         worker=worker,
         aggregator=aggregator,
-        importer=ProfileImporter(embedder, engine, index, queue_limit=settings.edit_queue_limit),
+        importer=ProfileImporter(
+            embedder, writer, engine, index, queue_limit=settings.edit_queue_limit
+        ),
         rate_limiter=(
             KeyRateLimiter(settings.rate_limit_per_minute)
             if settings.rate_limit_per_minute

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from personalization.domains import DOMAINS
 from personalization.text import clean_name, clean_profile_text, find_nul
 from service.deps import USER_ID_PATTERN
 
@@ -22,6 +23,8 @@ MAX_MESSAGES = 1000  # a long chat (PrefEval goes to 300 turns); the body limit 
 MAX_MESSAGE_CHARS = 32_000
 MAX_EXAMPLE_PROMPT_CHARS = 8000
 MAX_EXAMPLE_ANSWER_CHARS = 16_000
+MAX_TYPICAL_REQUESTS = 8
+MAX_TYPICAL_REQUEST_CHARS = 300
 
 
 def _text(max_chars: int, **field: Any) -> Any:
@@ -47,6 +50,30 @@ ConditionText = Annotated[
     str,
     _text(MAX_CONDITION_CHARS, examples=["when I ask for a plan or itinerary"]),
     _cleaned(MAX_CONDITION_CHARS),
+]
+
+
+def _known_domain(value: str) -> str:
+    if value not in DOMAINS:
+        raise ValueError(f"unknown domain {value!r}; known: {', '.join(DOMAINS)}")
+    return value
+
+
+DomainTag = Annotated[
+    str,
+    Field(max_length=32, json_schema_extra={"enum": list(DOMAINS)}),
+    AfterValidator(_known_domain),
+]
+Domains = Annotated[list[DomainTag], Field(max_length=len(DOMAINS))]
+TypicalRequests = Annotated[
+    list[
+        Annotated[
+            str,
+            _text(MAX_TYPICAL_REQUEST_CHARS),
+            _cleaned(MAX_TYPICAL_REQUEST_CHARS),
+        ]
+    ],
+    Field(max_length=MAX_TYPICAL_REQUESTS),
 ]
 
 
@@ -184,6 +211,19 @@ class InstructionUpdate(Request):
     ) = Field(None, description='new condition; "" removes it')
     always_on: bool | None = None
     status: Literal["active", "disabled"] | None = None
+    kind: Literal["constraint", "style", "auto"] | None = Field(
+        None, description='pin the kind; "auto" hands it back to derivation from the text'
+    )
+    domains: Domains | Literal["auto"] | None = Field(
+        None,
+        description="pin the domains it applies in (kept across text changes); "
+        '"auto" re-derives domains and typical requests',
+    )
+    typical_requests: TypicalRequests | Literal["auto"] | None = Field(
+        None,
+        description="pin requests it applies to, embedded as extra keys; "
+        '"auto" re-derives domains and typical requests',
+    )
 
 
 class _InstructionFields(BaseModel):
@@ -196,6 +236,18 @@ class _InstructionFields(BaseModel):
     applies_when: str | None
     always_on: bool
     status: str
+    kind: Literal["constraint", "style"] | None = Field(
+        description="constraint (a miss is a harm: applies across its domains) or style; "
+        "null for an item written before kinds existed"
+    )
+    kind_set_by: Literal["derived", "user"] | None
+    domains: list[str] | None = Field(description="domains it applies in")
+    typical_requests: list[str] | None = Field(
+        description="requests it applies to, matched against each turn as extra keys"
+    )
+    applicability_set_by: Literal["derived", "user"] | None = Field(
+        description="derived: domains and typical requests follow the text; user: kept"
+    )
 
 
 class InstructionPublic(_InstructionFields):
@@ -408,8 +460,18 @@ class ChatMessageIn(BaseModel):
 
 class ContextRequest(Request):
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=MAX_MESSAGES)
-    top_k: int | None = Field(None, ge=1, le=50, description="max conditional instructions")
-    threshold: float | None = Field(None, ge=0.0, le=1.0, description="cosine needed to apply")
+    top_k: int | None = Field(
+        None, ge=1, le=50, description="per-turn cap on conditional instructions"
+    )
+    threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="relevance floor once the profile does not fit whole (see settings)",
+    )
+    whole_profile: bool | None = Field(
+        None, description="let a profile that fits the budget and the cap go in whole"
+    )
     token_budget: int | None = Field(None, ge=16, le=8000, description="approx tokens of profile")
     examples_k: int | None = Field(None, ge=0, le=10, description="nearest preference examples")
     cipher_k: int | None = Field(None, ge=0, le=20, description="nearest past edits (CIPHER)")
@@ -430,8 +492,19 @@ class AppliedInstruction(BaseModel):
     text: str
     applies_when: str | None
     always_on: bool
-    score: float = Field(description="1.0 for always-on; else cosine to the turn")
-    reason: Literal["always_on", "matched_condition", "matched_text"]
+    kind: Literal["constraint", "style"] | None
+    score: float = Field(
+        description="1.0 for always-on; else its rank: best cosine of its keys to the turn "
+        "plus its domain bonuses"
+    )
+    reason: Literal[
+        "always_on",
+        "constraint_domain",
+        "matched_condition",
+        "matched_request",
+        "matched_text",
+        "whole_profile",
+    ]
 
 
 class OmittedInstruction(BaseModel):
@@ -600,6 +673,12 @@ class ImportedInstruction(_Imported):
     always_on: bool = False
     status: Literal["active", "disabled", "deleted"]
     source: Literal["user", "app", "inferred"] = "app"
+    # what the user pinned is restored; what was derived is derived again
+    kind: Literal["constraint", "style"] | None = None
+    kind_set_by: Literal["derived", "user"] | None = None
+    domains: Domains | None = None
+    typical_requests: TypicalRequests | None = None
+    applicability_set_by: Literal["derived", "user"] | None = None
 
 
 class ImportedExample(_Imported):

@@ -39,9 +39,21 @@ class Settings(BaseSettings):
         description="module:callable returning another Embedder (default: packaged MiniLM)",
     )
     selection_threshold: float = Field(
-        0.35, ge=0.0, le=1.0, description="cosine a conditional instruction needs to apply"
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="relevance floor: once a profile does not fit whole, a conditional "
+        "instruction needs this much evidence (best cosine of its keys to the turn, or the "
+        "turn's domain score for a constraint in that domain) to apply",
     )
-    selection_top_k: int = Field(10, ge=1, le=50, description="conditional instructions per turn")
+    selection_top_k: int = Field(
+        10, ge=1, le=50, description="per-turn cap on conditional instructions"
+    )
+    selection_whole_profile: bool = Field(
+        True,
+        description="a profile whose conditional instructions all fit the token budget and "
+        "the per-turn cap goes in whole, whatever their relevance",
+    )
     examples_top_k: int = Field(4, ge=0, le=10, description="preference examples per turn")
     cipher_top_k: int = Field(5, ge=0, le=20, description="past edit contexts retrieved (CIPHER k)")
     edit_trivial_distance: float = Field(
@@ -174,6 +186,7 @@ class Settings(BaseSettings):
         token_budget: int | None = None,
         examples_k: int | None = None,
         cipher_k: int | None = None,
+        whole_profile: bool | None = None,
     ) -> ContextOptions:
         """A turn's retrieval options: the request's where it sets one, else these."""
         return ContextOptions(
@@ -182,6 +195,7 @@ class Settings(BaseSettings):
             token_budget=self.token_budget if token_budget is None else token_budget,
             examples_k=self.examples_top_k if examples_k is None else examples_k,
             cipher_k=self.cipher_top_k if cipher_k is None else cipher_k,
+            whole_profile=self.selection_whole_profile if whole_profile is None else whole_profile,
         )
 
     @property

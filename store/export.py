@@ -23,7 +23,13 @@ from store.models import (
 from store.scope import UserScope
 
 FORMAT = "tailor-export-v1"
-_DERIVED = {"text_embedding", "condition_embedding", "prompt_embedding", "context_embedding"}
+_DERIVED = {
+    "text_embedding",
+    "condition_embedding",
+    "request_embeddings",
+    "prompt_embedding",
+    "context_embedding",
+}
 _JOB_BOOKKEEPING = {"lease_owner", "lease_expires_at"}  # which worker holds an edit job
 
 

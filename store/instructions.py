@@ -18,9 +18,11 @@ from store.errors import InvalidInput, NotFound
 from store.models import (
     InferredPreference,
     Instruction,
+    InstructionKind,
     InstructionSource,
     InstructionStatus,
     PreferenceStatus,
+    SetBy,
 )
 from store.preferences import next_preference_version
 from store.scope import UserScope
@@ -37,16 +39,33 @@ _NOT_FOUND = "no such instruction"
 COLLECTION = "instruction"
 ROLE_TEXT = 0
 ROLE_CONDITION = 1
+ROLE_REQUEST = 2  # one vector per typical request
+
+
+@dataclass(frozen=True, slots=True)
+class Applicability:
+    """Where an item applies: its kind and domains, and the typical requests embedded as
+    extra keys; each part either derived from the text or set by the user."""
+
+    kind: InstructionKind
+    kind_set_by: SetBy
+    domains: list[str]
+    typical_requests: list[str]
+    applicability_set_by: SetBy
 
 
 @dataclass(frozen=True, slots=True)
 class InstructionEmbeddings:
-    """Float32 bytes of the text's embedding and, when there is one, the condition's."""
+    """Float32 bytes of the text's embedding and, when there is one, the condition's;
+    with the applicability derived for the same text and its typical requests' vectors
+    (None from a writer that derives nothing: the row keeps what it had)."""
 
     model: str
     dim: int
     text: bytes
     condition: bytes | None
+    applicability: Applicability | None = None
+    requests: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,16 +78,38 @@ class ActiveInstruction:
     text: str
     applies_when: str | None
     always_on: bool
+    kind: InstructionKind | None = None  # None: written before kinds existed (unknown)
+    domains: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class InstructionChanges:
-    """Fields an update may set; None means unchanged (applies_when is cleared with "")."""
+    """Fields an update may set; None means unchanged (applies_when is cleared with "").
+    Setting kind, domains or typical requests pins them (set by the user); the
+    `rederive_*` flags hand them back to derivation."""
 
     text: str | None = None
     applies_when: str | None = None
     always_on: bool | None = None
     status: InstructionStatus | None = None
+    kind: InstructionKind | None = None
+    rederive_kind: bool = False
+    domains: list[str] | None = None
+    typical_requests: list[str] | None = None
+    rederive_applicability: bool = False
+
+    @property
+    def rekeys(self) -> bool:
+        """Whether the new version needs its keys (vectors, applicability) recomputed."""
+        return (
+            self.text is not None
+            or self.applies_when is not None
+            or self.kind is not None
+            or self.rederive_kind
+            or self.domains is not None
+            or self.typical_requests is not None
+            or self.rederive_applicability
+        )
 
 
 def _in_scope(scope: UserScope) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
@@ -86,12 +127,63 @@ def _current(instruction_id: uuid.UUID) -> tuple[sa.ColumnElement[bool], ...]:
     )
 
 
-def row_vectors(dim: int, text: bytes, condition: bytes | None) -> list[tuple[int, Vector]]:
+def row_vectors(
+    dim: int, text: bytes, condition: bytes | None, requests: bytes | None = None
+) -> list[tuple[int, Vector]]:
     """The (role, vector) pairs an instruction row contributes to the cache."""
     vectors = [(ROLE_TEXT, decode_vector(text, dim))]
     if condition is not None:
         vectors.append((ROLE_CONDITION, decode_vector(condition, dim)))
+    if requests:
+        width = dim * 4
+        for start in range(0, len(requests), width):
+            vectors.append((ROLE_REQUEST, decode_vector(requests[start : start + width], dim)))
     return vectors
+
+
+def set_applicability(
+    row: Instruction, embeddings: InstructionEmbeddings | None, old: Instruction | None
+) -> Instruction:
+    """The new version's applicability: what the writer derived for its text, else what
+    the previous version had (a change of status or always_on keeps it)."""
+    derived = embeddings.applicability if embeddings else None
+    if derived is not None:
+        row.kind = derived.kind
+        row.kind_set_by = derived.kind_set_by
+        row.domains = list(derived.domains)
+        row.typical_requests = list(derived.typical_requests)
+        row.applicability_set_by = derived.applicability_set_by
+        row.request_embeddings = embeddings.requests if embeddings else None
+    elif old is not None:
+        row.kind = old.kind
+        row.kind_set_by = old.kind_set_by
+        row.domains = old.domains
+        row.typical_requests = old.typical_requests
+        row.applicability_set_by = old.applicability_set_by
+        row.request_embeddings = old.request_embeddings
+    return row
+
+
+def _active(
+    row_id: uuid.UUID,
+    instruction_id: uuid.UUID,
+    version: int,
+    text: str,
+    applies_when: str | None,
+    always_on: bool,
+    kind: str | None,
+    domains: list[str] | None,
+) -> ActiveInstruction:
+    return ActiveInstruction(
+        row_id,
+        instruction_id,
+        version,
+        text,
+        applies_when,
+        always_on,
+        kind=InstructionKind(kind) if kind else None,
+        domains=tuple(domains or ()),
+    )
 
 
 def _current_row(session: Session, scope: UserScope, instruction_id: uuid.UUID) -> Instruction:
@@ -224,6 +316,8 @@ class InstructionRepository:
                     col(Instruction.text),
                     col(Instruction.applies_when),
                     col(Instruction.always_on),
+                    col(Instruction.kind),
+                    col(Instruction.domains),
                 )
                 .where(
                     *_in_scope(scope),
@@ -232,7 +326,7 @@ class InstructionRepository:
                 )
                 .order_by(col(Instruction.created_at), col(Instruction.instruction_id))
             ).all()
-            return [ActiveInstruction(*row) for row in rows]
+            return [_active(*row) for row in rows]
 
     def update(
         self,
@@ -279,6 +373,7 @@ class InstructionRepository:
                 created_at=read.created_at,
                 valid_from=now,
             )
+            set_applicability(new, embeddings, read)
             commit_next_version(
                 session,
                 scope,
@@ -335,12 +430,13 @@ class InstructionRepository:
             col(Instruction.embedding_dim),
             col(Instruction.text_embedding),
             col(Instruction.condition_embedding),
+            col(Instruction.request_embeddings),
         ).where(*_active_with(model))
         if user_ids is not None:
             query = query.where(col(Instruction.user_id).in_(user_ids))
         with Session(self._engine) as session:
-            for user_id, row_id, dim, text, condition in session.execute(query):
-                for role, vector in row_vectors(dim, text, condition):
+            for user_id, row_id, dim, text, condition, requests in session.execute(query):
+                for role, vector in row_vectors(dim, text, condition, requests):
                     yield Entry(user_id, COLLECTION, row_id, role, vector)
 
     def count_rows(self, *, model: str) -> int:
@@ -366,7 +462,7 @@ def _first_version(
     source: InstructionSource,
     embeddings: InstructionEmbeddings,
 ) -> Instruction:
-    return Instruction(
+    row = Instruction(
         instruction_id=uuid.uuid4(),
         tenant_id=scope.tenant_id,
         user_id=scope.user_id,
@@ -380,6 +476,7 @@ def _first_version(
         text_embedding=embeddings.text,
         condition_embedding=embeddings.condition,
     )
+    return set_applicability(row, embeddings, None)
 
 
 def _active_with(model: str) -> tuple[sa.ColumnElement[bool], ...]:

@@ -43,6 +43,22 @@ class InstructionStatus(StrEnum):
     deleted = "deleted"
 
 
+class InstructionKind(StrEnum):
+    """A constraint (allergy, diet, health, accessibility, religion, ethics, budget
+    limit, hard never/always rule) is a harm when missed; a style is a taste."""
+
+    constraint = "constraint"
+    style = "style"
+
+
+class SetBy(StrEnum):
+    """Who decided a field that Tailor can derive: derived fields follow the text,
+    the user's choice is kept until the user changes it (or asks for "auto")."""
+
+    derived = "derived"
+    user = "user"
+
+
 class InstructionSource(StrEnum):
     user = "user"
     app = "app"
@@ -136,6 +152,16 @@ class Instruction(SQLModel, table=True):
     embedding_dim: int
     text_embedding: bytes = Field(sa_type=sa.LargeBinary)
     condition_embedding: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
+    # Where it applies, derived at write time (personalization/applicability.py) or set
+    # by the user; NULL on rows written before revision 0004 (unknown: scored by text
+    # and condition only, until the item's text or applicability is next written).
+    kind: InstructionKind | None = Field(default=None, sa_type=sa.String(16))
+    kind_set_by: SetBy | None = Field(default=None, sa_type=sa.String(16))
+    domains: list[str] | None = Field(default=None, sa_type=sa.JSON)
+    typical_requests: list[str] | None = Field(default=None, sa_type=sa.JSON)
+    applicability_set_by: SetBy | None = Field(default=None, sa_type=sa.String(16))
+    # float32 vectors of `typical_requests`, concatenated (extra retrieval keys)
+    request_embeddings: bytes | None = Field(default=None, sa_type=sa.LargeBinary)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     valid_from: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     valid_to: datetime | None = Field(default=None, sa_type=UTCDateTime)

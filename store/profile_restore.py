@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from store.changes import record_user_change
 from store.edits import check_queue, lock_tenant_queue
-from store.instructions import InstructionEmbeddings
+from store.instructions import InstructionEmbeddings, set_applicability
 from store.models import (
     Edit,
     ImportedItem,
@@ -185,6 +185,7 @@ def _instruction(out: _Writer, plan: RestorePlan, item: RestoredInstruction) -> 
         text_embedding=item.embeddings.text,
         condition_embedding=item.embeddings.condition,
     )
+    set_applicability(row, item.embeddings, None)
     out.session.add(row)
     record_user_change(out.session, out.scope, INSTRUCTION, row.instruction_id, "imported", 1)
     out.remember(INSTRUCTION, item.source_id, row.instruction_id)

@@ -135,14 +135,29 @@ def test_context_selects_always_on_and_matching_with_reasons(api: Api) -> None:
     plans = api.instruction(
         h, "alice", text="Use bullet points", applies_when="when I ask for a travel plan"
     )
-    api.instruction(h, "alice", text="Cite sources for medical claims", applies_when="health")
-    ctx = api.context(h, "alice", "Can you make a travel plan for Rome?")
+    cite = api.instruction(
+        h, "alice", text="Cite sources for medical claims", applies_when="health"
+    )
+    # Ranked against the floor (as a profile that does not fit whole is):
+    ctx = api.context(
+        h, "alice", "Can you make a travel plan for Rome?", threshold=0.35, whole_profile=False
+    )
     got = {i["id"]: i for i in ctx["instructions"]}
     assert list(got) == [gluten["id"], plans["id"]]
     assert got[gluten["id"]]["reason"] == "always_on"
     assert got[gluten["id"]]["score"] == 1.0
     assert got[plans["id"]]["reason"] == "matched_condition"
-    assert 0.35 <= got[plans["id"]]["score"] <= 1.0
+    assert got[plans["id"]]["score"] >= 0.35
+    assert ctx["omitted"] == []  # below the floor is not relevant, not cut
+    # By default a profile this small goes in whole; what did not match says so.
+    whole = api.context(h, "alice", "Can you make a travel plan for Rome?", threshold=0.35)
+    reasons = {i["id"]: i["reason"] for i in whole["instructions"]}
+    assert reasons == {
+        gluten["id"]: "always_on",
+        plans["id"]: "matched_condition",
+        cite["id"]: "whole_profile",
+    }
+    assert [i["id"] for i in whole["instructions"]][:2] == [gluten["id"], plans["id"]]
     content = ctx["system_message"]["content"]
     assert ctx["system_message"]["role"] == "system"
     assert '"text": "I avoid gluten"' in content
@@ -170,11 +185,17 @@ def test_context_uses_the_last_user_message_and_openai_content_parts(api: Api) -
 def test_context_without_matches_has_no_system_message(api: Api) -> None:
     h = api.tenant()
     api.user(h, "alice")
-    api.instruction(h, "alice", text="Bullet points", applies_when="travel plan")
-    ctx = api.context(h, "alice", "zebra quantum")
+    made = api.instruction(h, "alice", text="Bullet points", applies_when="travel plan")
+    ctx = api.context(h, "alice", "zebra quantum", whole_profile=False)
     assert ctx["instructions"] == []
     assert ctx["system_message"] is None
     assert ctx["token_estimate"] == 0
+    # The default never starves a small profile: it goes in whole, and says why.
+    whole = api.context(h, "alice", "zebra quantum")
+    assert [(i["id"], i["reason"]) for i in whole["instructions"]] == [
+        (made["id"], "whole_profile")
+    ]
+    assert '"text": "Bullet points"' in whole["system_message"]["content"]
 
 
 def test_context_top_k_and_token_budget_are_reported(api: Api) -> None:

@@ -236,7 +236,8 @@ def test_bad_input_is_a_message_not_a_trace(
 def test_tailor_always_separates_selection_misses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TAILOR_SELECTION_THRESHOLD", "1")  # selection takes nothing
+    monkeypatch.setenv("TAILOR_SELECTION_THRESHOLD", "1")  # selection takes nothing...
+    monkeypatch.setenv("TAILOR_SELECTION_WHOLE_PROFILE", "false")  # ...even a 1-item profile
     out = tmp_path / "r"
     args = prefeval(out, "--turns 70 --tasks mcq --arms tailor,tailor-always")
     assert run_cli(args) == 0

@@ -67,7 +67,9 @@ def test_user_bound_key_touches_only_its_user(api: Api) -> None:
     assert c.get("/v1/users/alice", headers=k).json()["id"] == "alice"
     assert c.get(f"/v1/users/alice/instructions/{item['id']}", headers=k).status_code == 200
     assert api.instruction(k, "alice", text="Short answers", source="user")["source"] == "user"
-    assert len(api.context(k, "alice", "hi")["instructions"]) == 1  # always-on only
+    # alice's always-on, then her small profile whole (reason whole_profile); never bob's
+    got = [i["text"] for i in api.context(k, "alice", "hi")["instructions"]]
+    assert got == ["I avoid gluten", "Short answers"]
 
     for response in [
         c.get("/v1/users/bob", headers=k),

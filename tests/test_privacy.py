@@ -95,6 +95,7 @@ def test_export_holds_everything_and_nothing_else(api: Api) -> None:
     for vector in (
         "text_embedding",
         "condition_embedding",
+        "request_embeddings",
         "prompt_embedding",
         "context_embedding",
         "lease_owner",

@@ -39,6 +39,7 @@ def turn_context(
         token_budget=body.token_budget,
         examples_k=body.examples_k,
         cipher_k=body.cipher_k,
+        whole_profile=body.whole_profile,
     )
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
     turn = builder.build(scope, messages, options)
@@ -51,6 +52,7 @@ def turn_context(
                 text=s.instruction.text,
                 applies_when=s.instruction.applies_when,
                 always_on=s.instruction.always_on,
+                kind=s.instruction.kind,
                 score=round(s.score, 4),
                 reason=s.reason.value,
             )

@@ -18,7 +18,7 @@ from service.schemas import (
     InstructionVersion,
 )
 from store.instructions import InstructionChanges
-from store.models import Instruction, InstructionSource, InstructionStatus
+from store.models import Instruction, InstructionKind, InstructionSource, InstructionStatus
 
 router = APIRouter(
     prefix="/v1/users/{user_id}/instructions",
@@ -131,11 +131,19 @@ def update_instruction(
     response: Response,
     if_match: IfMatch = None,
 ) -> InstructionPublic:
+    auto = "auto" in (body.domains, body.typical_requests)
     changes = InstructionChanges(
         text=body.text,
         applies_when=body.applies_when,
         always_on=body.always_on,
         status=InstructionStatus(body.status) if body.status else None,
+        kind=None if body.kind in (None, "auto") else InstructionKind(str(body.kind)),
+        rederive_kind=body.kind == "auto",
+        domains=None if auto or body.domains is None else list(body.domains),
+        typical_requests=(
+            None if auto or body.typical_requests is None else list(body.typical_requests)
+        ),
+        rederive_applicability=auto,
     )
     row = writer.update_instruction(
         scope, instruction_id, changes, expected=expected_versions(if_match, instruction_id)

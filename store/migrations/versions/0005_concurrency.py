@@ -1,7 +1,7 @@
 """concurrency: one current version per item, promote once, idempotency records
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-03
 
 Before the partial unique indexes are created, items that have more than one current
@@ -20,7 +20,7 @@ from alembic import op
 import store.models
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
