@@ -31,7 +31,13 @@ def _fast_cluster(server: PostgresServer, root: Path) -> Cluster:
 def _turn(client: httpx.Client, user: str, text: str) -> dict[str, Any]:
     response = client.post(
         f"/v1/users/{user}/context",
-        json={"messages": [{"role": "user", "content": text}], "threshold": 0.5},
+        # Ranked selection (not the whole small profile): a turn shows what the index
+        # matched, which is what coherence is about.
+        json={
+            "messages": [{"role": "user", "content": text}],
+            "threshold": 0.5,
+            "whole_profile": False,
+        },
     )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -29,7 +29,7 @@ def _answers(api: Api, h: dict[str, str]) -> list[Any]:
     out = []
     for user in ("alice", "bob"):
         for turn in TURNS:
-            ctx = api.context(h, user, turn)
+            ctx = api.context(h, user, turn, whole_profile=False)  # what the index matched
             out.append(
                 [(i["id"], i["version"], i["reason"], i["score"]) for i in ctx["instructions"]]
             )
@@ -75,14 +75,22 @@ def test_stale_snapshot_is_replayed_from_the_change_log(start_app: Any, tmp_path
     c.delete("/v1/users/bob", headers=h)
     second.user(h, "carol")
     second.instruction(h, "carol", text="Carol likes haiku", always_on=True)
-    expected = [second.context(h, u, t)["instructions"] for u in ("alice", "carol") for t in TURNS]
+    expected = [
+        second.context(h, u, t, whole_profile=False)["instructions"]
+        for u in ("alice", "carol")
+        for t in TURNS
+    ]
     _stop(second)
 
     shutil.rmtree(tmp_path / "data" / "index")
     shutil.copytree(stale, tmp_path / "data" / "index")  # as if the last snapshot never ran
     third = start_app()
     assert _index(third).last_load == "snapshot"
-    got = [third.context(h, u, t)["instructions"] for u in ("alice", "carol") for t in TURNS]
+    got = [
+        third.context(h, u, t, whole_profile=False)["instructions"]
+        for u in ("alice", "carol")
+        for t in TURNS
+    ]
     assert got == expected
     assert third.client.get("/v1/users/bob", headers=h).status_code == 404
 
