@@ -65,6 +65,7 @@ class Need:
     name: str
     cues: re.Pattern[str]
     domains: tuple[str, ...]
+    core: tuple[str, ...] = ()  # where it applies even when the text names other domains
 
 
 def _cues(*stems: str) -> re.Pattern[str]:
@@ -110,6 +111,7 @@ NEEDS: tuple[Need, ...] = (
             r"ibs\b",
         ),
         _FOOD_DOMAINS,
+        ("food",),
     ),
     Need(
         "body",
@@ -132,6 +134,7 @@ NEEDS: tuple[Need, ...] = (
             r"carpal",
         ),
         _BODY_DOMAINS,
+        ("travel", "lodging", "transport", "fitness", "home"),
     ),
     Need(
         "senses",
@@ -164,6 +167,7 @@ NEEDS: tuple[Need, ...] = (
             r"anxiety",
         ),
         _SENSES_DOMAINS,
+        ("screen", "learning", "technology"),
     ),
     Need(
         "health",
@@ -199,6 +203,7 @@ NEEDS: tuple[Need, ...] = (
             r"panic",
         ),
         ("health", "fitness", "food", "beauty", "travel", "lodging", "transport", "home", "pets"),
+        ("health", "fitness"),
     ),
     Need(
         "budget",
@@ -254,6 +259,7 @@ NEEDS: tuple[Need, ...] = (
             r"my (?:son|daughter)",
         ),
         ("screen", "games", "music", "books", "home", "cars", "travel", "food"),
+        ("screen", "games", "home", "cars"),
     ),
     Need(
         "content",
@@ -270,6 +276,7 @@ NEEDS: tuple[Need, ...] = (
             r"a trigger",
         ),
         _CONTENT_DOMAINS,
+        _CONTENT_DOMAINS,
     ),
     Need(
         "circumstance",
@@ -281,6 +288,7 @@ NEEDS: tuple[Need, ...] = (
             r"rural",
         ),
         ("home", "pets", "cars", "learning", "technology", "work"),
+        ("home", "pets"),
     ),
 )
 

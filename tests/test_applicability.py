@@ -148,7 +148,7 @@ def test_a_row_from_before_kinds_is_unknown_until_its_next_write(api: Api) -> No
             condition=None,
         ),
     )
-    ports.writer._mirror(legacy)
+    ports.writer.mirror(legacy)
     shown = api.client.get(f"{INSTR}/{legacy.instruction_id}", headers=h).json()
     assert (shown["kind"], shown["domains"], shown["kind_set_by"]) == (None, None, None)
     ctx = api.context(h, "alice", "peanuts")
