@@ -31,7 +31,7 @@ Vector = npt.NDArray[np.float32]
 
 # Tuned on the dev split only (see README, "Selection policy").
 ITEM_DOMAINS = 2  # domains an item's text contributes (its nearest ones)
-ITEM_DOMAIN_MIN = 0.25  # ...when its nearest request in them is at least this close
+ITEM_DOMAIN_MIN = 0.2  # ...when its nearest request in them is at least this close
 QUERY_DOMAINS = 2  # a turn is about its two nearest domains...
 QUERY_DOMAIN_MIN = 0.3  # ...each when its nearest request is at least this close
 # Typical requests derived per item. Deriving the nearest domain requests as extra keys
