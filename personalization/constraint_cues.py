@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_FOOD_DOMAINS = ("food", "health")
+_FOOD_DOMAINS = ("food", "health", "work")  # work: team lunches, events
 _BODY_DOMAINS = ("travel", "lodging", "transport", "fitness", "home", "fashion", "cars", "screen")
 _BELIEF_DOMAINS = (
     "food",
@@ -113,16 +113,19 @@ NEEDS: tuple[Need, ...] = (
             r"spinal",
             r"herniated",
             r"stairs",
-            r"one hand",
-            r"stroke\b",
             r"osteopor",
             r"arthriti",
             r"injur",
             r"replacement",
-            r"carpal",
         ),
         _BODY_DOMAINS,
         ("travel", "lodging", "transport", "fitness", "home"),
+    ),
+    Need(
+        "hands",
+        _cues(r"one hand", r"stroke\b", r"carpal", r"grip", r"tremor"),
+        ("games", "technology", "home", "cars", "fitness", "food"),
+        ("games", "technology"),
     ),
     Need(
         "vision",
