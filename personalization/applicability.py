@@ -34,6 +34,7 @@ ITEM_DOMAINS = 2  # domains an item's text contributes (its nearest ones)
 ITEM_DOMAIN_MIN = 0.2  # ...when its nearest request in them is at least this close
 QUERY_DOMAINS = 2  # a turn is about its two nearest domains...
 QUERY_DOMAIN_MIN = 0.3  # ...each when its nearest request is at least this close
+QUERY_DOMAIN_MARGIN = 0.1  # ...and within this of the first: a clear lead is one domain
 # Typical requests derived per item. Deriving the nearest domain requests as extra keys
 # lowered dev recall at 50 preferences (0.787 -> 0.740 with 1, 0.750 with 2): shared
 # generic requests pull every item of a domain up together. So none are derived; those
@@ -120,12 +121,17 @@ class ApplicabilityModel:
     def turn_domains(self, vector: Vector) -> TurnDomains:
         """Per turn: a small matrix product with the query vector, no model call."""
         scores = self.domain_scores(vector)
+        top = float(scores.max())
         centred = scores - scores.mean()
         norm = float(np.linalg.norm(centred)) or 1.0
         return TurnDomains(
             raw={d: float(scores[i]) for i, d in enumerate(DOMAINS)},
             centred={d: float(centred[i] / norm) for i, d in enumerate(DOMAINS)},
-            about=frozenset(self._nearest(scores, QUERY_DOMAINS, QUERY_DOMAIN_MIN)),
+            about=frozenset(
+                self._nearest(
+                    scores, QUERY_DOMAINS, max(QUERY_DOMAIN_MIN, top - QUERY_DOMAIN_MARGIN)
+                )
+            ),
         )
 
     def derive(self, text: str, vector: Vector, kind: InstructionKind | None = None) -> Derived:
