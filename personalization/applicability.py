@@ -4,12 +4,14 @@ domains a turn is about, read off the query vector the turn already has.
 Write time (`derive`): the item's kind (constraint or style) comes from lexical cues
 (personalization/constraint_cues.py: 97.9% agreement with the dev split's gold labels;
 MiniLM prototypes for the two kinds were not needed on top). Its domains are the ones
-whose requests (personalization/domains.py) its text is closest to, plus, for a
-constraint, every domain its kind of need reaches. Typical requests, when set, are
-embedded as extra keys of the item, so a turn is matched against situations where the
-preference matters, not only against its words (none are derived: see TYPICAL_REQUESTS).
+whose requests (personalization/domains.py) its text is closest to; a constraint's
+add the domains its text names outright and its need's core ones, or, when it names
+none, every domain its kind of need reaches (`constraint_domains`). Typical requests,
+when set, are embedded as extra keys of the item, so a turn is matched against
+situations where the preference matters, not only against its words (none are derived:
+see TYPICAL_REQUESTS).
 
-Per turn (`query_domains`): one (prototypes x dim) matrix product with the query vector
+Per turn (`turn_domains`): one (prototypes x dim) matrix product with the query vector
 and a max per domain; no model call, no SQL. The prototype matrix is embedded once when
 the model is built (at start-up) with the same embedder as everything else."""
 

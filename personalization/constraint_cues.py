@@ -3,9 +3,12 @@ and the domains each kind of need reaches.
 
 A constraint rarely names the domain it matters in: "I use a wheelchair" matters for a
 hotel, a kitchen layout and a car; "I'm celiac" for anything eaten. So the domains come
-from the kind of need, not from the words of the item. Cues are word stems matched on
-word boundaries, case-insensitively. Written from general knowledge of allergies, diets,
-health, accessibility, religion, ethics and budgets; checked only on the dev split."""
+from the kind of need, not from the words of the item, unless the item names them
+("my lodging budget", "subtitles on everything I watch": personalization/domains.py,
+`named_domains`); then the need adds only its core domains (a diet: food). Cues are
+word stems matched on word boundaries, case-insensitively. Written from general
+knowledge of allergies, diets, health, accessibility, religion, ethics and budgets;
+checked only on the dev split."""
 
 from __future__ import annotations
 
