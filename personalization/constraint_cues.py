@@ -3,29 +3,20 @@ and the domains each kind of need reaches.
 
 A constraint rarely names the domain it matters in: "I use a wheelchair" matters for a
 hotel, a kitchen layout and a car; "I'm celiac" for anything eaten. So the domains come
-from the kind of need, not from the words of the item. Cues are word stems matched on
-word boundaries, case-insensitively. Written from general knowledge of allergies, diets,
-health, accessibility, religion, ethics and budgets; checked only on the dev split."""
+from the kind of need, not from the words of the item, unless the item names them
+("my lodging budget", "subtitles on everything I watch": personalization/domains.py,
+`named_domains`); then the need adds only its core domains (a diet: food). Cues are
+word stems matched on word boundaries, case-insensitively. Written from general
+knowledge of allergies, diets, health, accessibility, religion, ethics and budgets;
+checked only on the dev split."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-_FOOD_DOMAINS = ("food", "health")
+_FOOD_DOMAINS = ("food", "health", "work")  # work: team lunches, events
 _BODY_DOMAINS = ("travel", "lodging", "transport", "fitness", "home", "fashion", "cars", "screen")
-_SENSES_DOMAINS = (
-    "learning",
-    "technology",
-    "screen",
-    "games",
-    "music",
-    "books",
-    "travel",
-    "transport",
-    "lodging",
-    "work",
-)
 _BELIEF_DOMAINS = (
     "food",
     "work",
@@ -65,6 +56,7 @@ class Need:
     name: str
     cues: re.Pattern[str]
     domains: tuple[str, ...]
+    core: tuple[str, ...] = ()  # where it applies even when the text names other domains
 
 
 def _cues(*stems: str) -> re.Pattern[str]:
@@ -110,6 +102,7 @@ NEEDS: tuple[Need, ...] = (
             r"ibs\b",
         ),
         _FOOD_DOMAINS,
+        ("food",),
     ),
     Need(
         "body",
@@ -123,18 +116,22 @@ NEEDS: tuple[Need, ...] = (
             r"spinal",
             r"herniated",
             r"stairs",
-            r"one hand",
-            r"stroke\b",
             r"osteopor",
             r"arthriti",
             r"injur",
             r"replacement",
-            r"carpal",
         ),
         _BODY_DOMAINS,
+        ("travel", "lodging", "transport", "fitness", "home"),
     ),
     Need(
-        "senses",
+        "hands",
+        _cues(r"one hand", r"stroke\b", r"carpal", r"grip", r"tremor"),
+        ("games", "technology", "home", "cars", "fitness", "food"),
+        ("games", "technology"),
+    ),
+    Need(
+        "vision",
         _cues(
             r"blind",
             r"visually impaired",
@@ -142,15 +139,26 @@ NEEDS: tuple[Need, ...] = (
             r"voiceover",
             r"colou?rblind",
             r"guide dog",
-            r"dyslex",
-            r"dyscalcul",
-            r"adhd",
+        ),
+        ("technology", "learning", "books", "screen", "games", "travel", "transport"),
+        ("technology", "learning"),
+    ),
+    Need(
+        "hearing",
+        _cues(
             r"deaf",
             r"hard of hearing",
             r"hearing aid",
             r"captions",
             r"subtitles",
             r"tinnitus",
+        ),
+        ("screen", "music", "learning", "work", "lodging", "technology", "travel"),
+        ("screen", "music"),
+    ),
+    Need(
+        "light",
+        _cues(
             r"seizure",
             r"epilep",
             r"photosensitive",
@@ -159,18 +167,63 @@ NEEDS: tuple[Need, ...] = (
             r"flicker",
             r"migraine",
             r"fluorescent",
-            r"motion sick",
-            r"seasick",
-            r"anxiety",
         ),
-        _SENSES_DOMAINS,
+        ("screen", "games", "music", "technology", "work", "cars"),
+        ("screen", "games"),
     ),
     Need(
-        "health",
+        "cognition",
+        _cues(
+            r"dyslex",
+            r"dyscalcul",
+            r"adhd",
+        ),
+        ("learning", "work", "books", "finance", "technology"),
+        ("learning",),
+    ),
+    Need(
+        "motion",
+        _cues(
+            r"motion sick",
+            r"seasick",
+        ),
+        ("transport", "travel", "games"),
+        ("transport",),
+    ),
+    Need(
+        "fear",
+        _cues(
+            r"anxiety",
+            r"phobia",
+            r"terrif",
+            r"afraid",
+            r"claustrophob",
+            r"heights",
+            r"panic",
+        ),
+        ("travel", "transport", "screen", "work", "lodging", "fitness"),
+        ("travel",),
+    ),
+    Need(
+        "allergy",
         _cues(
             r"allerg",
             r"anaphyla",
             r"epipen",
+            r"rosacea",
+            r"eczema",
+            r"hives",
+            r"fragrance",
+            r"latex",
+            r"nickel",
+            r"retinoid",
+        ),
+        ("food", "beauty", "home", "pets", "lodging", "fashion", "health"),
+        ("health",),
+    ),
+    Need(
+        "condition",
+        _cues(
             r"pregnan",
             r"trimester",
             r"asthma",
@@ -184,21 +237,9 @@ NEEDS: tuple[Need, ...] = (
             r"surgery",
             r"bypass",
             r"kidney",
-            r"rosacea",
-            r"eczema",
-            r"hives",
-            r"fragrance",
-            r"retinoid",
-            r"latex",
-            r"nickel",
-            r"phobia",
-            r"terrif",
-            r"afraid",
-            r"claustrophob",
-            r"heights",
-            r"panic",
         ),
-        ("health", "fitness", "food", "beauty", "travel", "lodging", "transport", "home", "pets"),
+        ("health", "fitness", "food", "travel", "beauty", "pets", "home"),
+        ("health", "fitness"),
     ),
     Need(
         "budget",
@@ -254,6 +295,7 @@ NEEDS: tuple[Need, ...] = (
             r"my (?:son|daughter)",
         ),
         ("screen", "games", "music", "books", "home", "cars", "travel", "food"),
+        ("screen", "games", "home", "cars"),
     ),
     Need(
         "content",
@@ -270,6 +312,7 @@ NEEDS: tuple[Need, ...] = (
             r"a trigger",
         ),
         _CONTENT_DOMAINS,
+        _CONTENT_DOMAINS,
     ),
     Need(
         "circumstance",
@@ -281,6 +324,7 @@ NEEDS: tuple[Need, ...] = (
             r"rural",
         ),
         ("home", "pets", "cars", "learning", "technology", "work"),
+        ("home", "pets"),
     ),
 )
 

@@ -8,6 +8,7 @@ evaluation set; tuned (which requests, how many) only on the dev split."""
 
 from __future__ import annotations
 
+import re
 from types import MappingProxyType
 
 # Requests in each domain, varied in wording so that their nearest neighbour, not their
@@ -185,3 +186,89 @@ _TOPICS: dict[str, str] = {
 DOMAIN_REQUESTS = MappingProxyType(_REQUESTS)
 DOMAIN_TOPICS = MappingProxyType(_TOPICS)
 DOMAINS: tuple[str, ...] = tuple(_REQUESTS)
+
+# Words that name a domain outright. A constraint that names where it applies ("my
+# lodging budget", "subtitles on everything I watch", "games or in-app purchases")
+# applies there, not everywhere its kind of need could reach: a budget for clothes is
+# not about hotels. Word stems, matched at the start of a word, case-insensitively.
+_WORDS: dict[str, tuple[str, ...]] = {
+    "food": (
+        r"food",
+        r"eat",
+        r"meals?\b",
+        r"cook",
+        r"dish",
+        r"restaurant",
+        r"snack",
+        r"drink",
+        r"recipe",
+        r"groceri",
+        r"menu",
+    ),
+    "travel": (r"trips?\b", r"travel", r"holiday", r"vacation", r"sightsee", r"tour"),
+    "lodging": (r"lodging", r"hotels?\b", r"a night\b", r"per night", r"rooms?\b", r"b&b"),
+    "transport": (
+        r"flights?\b",
+        r"fly",
+        r"plane",
+        r"trains?\b",
+        r"getting around",
+        r"transit",
+        r"bus(?:es)?\b",
+        r"commut",
+    ),
+    "cars": (r"cars?\b", r"driv", r"vehicle", r"parking", r"charg"),
+    "fitness": (r"gym", r"workout", r"exercis", r"training", r"heart rate", r"running"),
+    "health": (r"doctor", r"medic", r"symptom", r"audiologist", r"cardiologist"),
+    "beauty": (r"skin", r"makeup", r"cosmetic", r"shampoo", r"perfum", r"fragrance"),
+    "fashion": (r"cloth", r"wear\b", r"dress", r"fashion", r"leather", r"wool", r"shoes?\b"),
+    "home": (r"home", r"apartment", r"flat\b", r"walls?\b", r"living room", r"furnitur", r"lease"),
+    "technology": (
+        r"phone",
+        r"device",
+        r"computer",
+        r"laptop",
+        r"software",
+        r"apps?\b",
+        r"screens?\b",
+        r"internet",
+    ),
+    "pets": (r"pets?\b", r"dogs?\b", r"cats?\b", r"puppy", r"kitten", r"vet\b"),
+    "screen": (
+        r"watch",
+        r"films?\b",
+        r"movies?\b",
+        r"shows?\b",
+        r"series",
+        r"theatre",
+        r"subtitles",
+        r"captions",
+        r"netflix",
+        r"video",
+    ),
+    "games": (r"games?\b", r"gaming", r"play(?:s|ing)?\b", r"console", r"in-app", r"gambl"),
+    "music": (r"music", r"lyrics", r"songs?\b", r"concert", r"venues?\b", r"listen"),
+    "books": (r"books?\b", r"read(?:s|ing)?\b", r"novel", r"print", r"audiobook"),
+    "learning": (
+        r"stud",
+        r"courses?\b",
+        r"lecture",
+        r"materials",
+        r"learn",
+        r"class",
+        r"semester",
+        r"text\b",
+    ),
+    "work": (r"work", r"office", r"meeting", r"presenting", r"colleague", r"shifts?\b"),
+    "finance": (r"financing", r"savings", r"debt", r"invest"),
+}
+
+_NAMED = {
+    d: re.compile(r"(?<!\w)(?:" + "|".join(stems) + r")", re.IGNORECASE)
+    for d, stems in _WORDS.items()
+}
+
+
+def named_domains(text: str) -> list[str]:
+    """The domains a text names outright, in DOMAINS order."""
+    return [d for d in DOMAINS if _NAMED[d].search(text)]

@@ -26,8 +26,8 @@ from enum import StrEnum
 
 from store.instructions import ActiveInstruction
 
-DOMAIN_WEIGHT = 0.2  # x the turn's (centred, unit) score of the item's best domain
-CONSTRAINT_WEIGHT = 0.1  # for a constraint in one of the turn's domains
+DOMAIN_WEIGHT = 0.25  # x the turn's (centred, unit) score of the item's best domain
+CONSTRAINT_WEIGHT = 0.15  # for a constraint in one of the turn's domains
 
 
 class Reason(StrEnum):

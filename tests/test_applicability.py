@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from personalization.applicability import classify
+from personalization.applicability import classify, constraint_domains
+from personalization.domains import named_domains
 from store.instructions import InstructionEmbeddings
 from store.models import InstructionKind, InstructionSource
 from store.vector_index import encode_vector
@@ -176,6 +177,37 @@ def test_the_lexical_classifier_on_clear_cases() -> None:
     ]
     assert [classify(t) for t in constraints] == [InstructionKind.constraint] * len(constraints)
     assert [classify(t) for t in styles] == [InstructionKind.style] * len(styles)
+
+
+def test_a_constraint_that_names_its_domain_applies_there_not_everywhere() -> None:
+    """A budget for clothes is about fashion, not hotels; a strobe warning reaches
+    screens, games and music, not dinner. `own` stands for the item's nearest domains."""
+    clothes = constraint_domains("I can spend $80 on clothes this season, no more.", own=[])
+    assert "fashion" in clothes
+    assert not {"lodging", "food", "cars"} & set(clothes)
+    nightly = constraint_domains("My hotel budget is $90 a night, tops.", own=["finance"])
+    assert nightly[:1] == ["lodging"] and "finance" in nightly and "fashion" not in nightly
+    # a diet that names a setting still applies to food, its need's core domain
+    assert {"work", "food"} <= set(constraint_domains("No pork at work events, I keep halal.", []))
+    strobe = constraint_domains("Strobe effects can set off my seizures.", own=[])
+    assert {"screen", "games", "music"} <= set(strobe) and "food" not in strobe
+
+
+def test_a_constraint_that_names_no_domain_reaches_every_domain_of_its_need() -> None:
+    wheelchair = constraint_domains("I'm a full-time wheelchair user.", own=["fitness"])
+    assert wheelchair[0] == "fitness"  # its nearest domains come first
+    assert {"lodging", "transport", "travel", "home"} <= set(wheelchair)
+    assert "food" not in wheelchair
+    celiac = constraint_domains("I'm celiac.", own=[])
+    assert "food" in celiac and "screen" not in celiac
+    # one hand: games and devices, not what a foot injury would reach
+    assert {"games", "technology"} <= set(constraint_domains("After a stroke I use one hand.", []))
+
+
+def test_named_domains_match_word_starts_only() -> None:
+    assert named_domains("Subtitles on everything I watch, please.") == ["screen"]
+    assert named_domains("I'm ready when you are.") == []  # "read" is not "ready"
+    assert named_domains("Games and in-app purchases are out.") == ["technology", "games"]
 
 
 def test_export_and_import_keep_what_the_user_pinned(api: Api) -> None:
