@@ -226,6 +226,15 @@ class InstructionUpdate(Request):
     )
 
 
+class InstructionRestore(Request):
+    version: int = Field(
+        ge=1,
+        le=2_147_483_647,
+        description="the earlier version to bring back (see the item's history)",
+        examples=[1],
+    )
+
+
 class _InstructionFields(BaseModel):
     """Read from a store row (attribute names given as validation aliases)."""
 

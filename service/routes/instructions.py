@@ -14,6 +14,7 @@ from service.schemas import (
     InstructionHistory,
     InstructionList,
     InstructionPublic,
+    InstructionRestore,
     InstructionUpdate,
     InstructionVersion,
 )
@@ -181,3 +182,38 @@ def instruction_history(
     return InstructionHistory(
         id=instruction_id, versions=[InstructionVersion.model_validate(r) for r in rows]
     )
+
+
+@router.post(
+    "/{instruction_id}/restore",
+    response_model=InstructionPublic,
+    summary="Restore an earlier version: writes it again as a new version",
+    description=(
+        "The new version takes the earlier version's text, condition, always-on setting "
+        "and whatever the user had pinned (kind, domains, typical requests); what was "
+        "derived is derived again. The status (active or disabled) stays as it is, and "
+        "the history keeps every version. 404 `instruction_version_not_found` for a "
+        "version the item never had, 422 `restore_current_version` for the current one. "
+        "With `If-Match: <ETag>` it writes only on top of that version (else 412). A "
+        "deleted item cannot be restored (404)."
+    ),
+    responses={
+        200: {"headers": ETAG_HEADERS},
+        422: {"model": ErrorResponse, "description": "`restore_current_version`"},
+        **CONDITIONAL,
+    },
+)
+def restore_instruction(
+    instruction_id: uuid.UUID,
+    body: InstructionRestore,
+    scope: UserScopeDep,
+    writer: WriterDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> InstructionPublic:
+    row = writer.restore_instruction(
+        scope, instruction_id, body.version, expected=expected_versions(if_match, instruction_id)
+    )
+    public = instruction_public(row)
+    response.headers.update(instruction_etag(public))
+    return public
