@@ -28,9 +28,9 @@ MAX_TYPICAL_REQUEST_CHARS = 300
 
 
 def _text(max_chars: int, **field: Any) -> Any:
-    """Schema bounds for profile text (the raw input may be up to twice as long before
-    normalization trims it)."""
-    return Field(min_length=1, max_length=max_chars * 2, pattern=VISIBLE, **field)
+    """Schema bounds for profile text: the bound declared is the bound enforced, on the
+    text as sent (surrounding spaces count), and again after NFC normalization."""
+    return Field(min_length=1, max_length=max_chars, pattern=VISIBLE, **field)
 
 
 def _cleaned(max_chars: int) -> AfterValidator:
@@ -129,6 +129,7 @@ class KeyCreate(Request):
     user_id: str | None = Field(
         None,
         pattern=USER_ID_PATTERN,
+        max_length=128,
         description="bind the key to this end user: it can then touch only that profile",
     )
     expires_at: datetime | None = Field(None, description="aware ISO-8601 time; none = no expiry")
@@ -170,7 +171,7 @@ class TenantCreated(BaseModel):
 
 
 class UserCreate(Request):
-    id: str = Field(pattern=USER_ID_PATTERN, examples=["user-42"])
+    id: str = Field(pattern=USER_ID_PATTERN, max_length=128, examples=["user-42"])
 
 
 class UserPublic(BaseModel):
@@ -204,7 +205,7 @@ class InstructionUpdate(Request):
     applies_when: (
         Annotated[
             str,
-            Field(max_length=MAX_CONDITION_CHARS * 2),
+            Field(max_length=MAX_CONDITION_CHARS),
             AfterValidator(_condition_or_clear),
         ]
         | None
