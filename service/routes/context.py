@@ -23,6 +23,14 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
     "/context",
     response_model=ContextResponse,
     summary="The profile that applies to this chat turn, ready to add to the model's context",
+    description=(
+        "The last user message is the turn's query (422 `no_user_message` without one). The "
+        "answer lists the instructions applied with their reason and score, those left out (token "
+        "budget or `top_k`), the nearest examples and the inferred preference, and "
+        "`system_message`: a marked data block to add after the app's own system prompt. "
+        "Per-request options override the server's settings within the declared bounds. The items "
+        "used are recorded in the user's recent turns (`GET .../turns`)."
+    ),
     responses={
         401: {"model": ErrorResponse},
         404: {"model": ErrorResponse},
