@@ -616,6 +616,26 @@ class ProfileItemUsed(BaseModel):
     score: float | None = Field(description="null where no similarity applies")
 
 
+class TurnPublic(BaseModel):
+    """One recent turn: when, through which endpoint, and the profile items it used."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    at: datetime
+    endpoint: Literal["context", "chat"]
+    items: list[ProfileItemUsed]
+    message: str | None = Field(
+        description="the turn's last user message, clipped; null unless the operator "
+        "turned on TAILOR_TURNS_KEEP_MESSAGE"
+    )
+
+
+class TurnList(BaseModel):
+    items: list[TurnPublic]
+    kept: int = Field(description="how many recent turns the server keeps per user")
+
+
 class TailorInfo(BaseModel):
     """Which profile items conditioned this answer, and why."""
 
@@ -666,6 +686,9 @@ class ProfileExport(BaseModel):
     examples: list[dict[str, Any]]
     edits: list[dict[str, Any]]
     preferences: list[dict[str, Any]]
+    turns: list[dict[str, Any]] = Field(
+        [], description="the recent turns' record: profile items used, newest first"
+    )
     audit: list[dict[str, Any]]
 
 

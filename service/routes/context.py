@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 
 from personalization.messages import ChatMessage
-from service.deps import ContextDep, SettingsDep, UserScopeDep
+from service.deps import ContextDep, SettingsDep, TurnRecorderDep, UserScopeDep
 from service.schemas import (
     AppliedExample,
     AppliedInstruction,
@@ -39,7 +39,12 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
     },
 )
 def turn_context(
-    body: ContextRequest, scope: UserScopeDep, builder: ContextDep, settings: SettingsDep
+    body: ContextRequest,
+    scope: UserScopeDep,
+    builder: ContextDep,
+    settings: SettingsDep,
+    recorder: TurnRecorderDep,
+    background: BackgroundTasks,
 ) -> ContextResponse:
     options = settings.context_options(
         threshold=body.threshold,
@@ -51,6 +56,7 @@ def turn_context(
     )
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
     turn = builder.build(scope, messages, options)
+    background.add_task(recorder.record, scope, "context", turn)
     return ContextResponse(
         user_id=scope.external_id,
         instructions=[
