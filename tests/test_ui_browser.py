@@ -224,6 +224,54 @@ def test_restore_from_the_history(live_server: LiveServer, page: Any) -> None:
     ]
 
 
+def test_recent_turns_say_what_was_used_and_why(live_server: LiveServer, page: Any) -> None:
+    s = live_server
+    h = s.tenant("turns")
+    s.call("POST", "/v1/users", h, {"id": "tess"}, expect=201)
+    gluten = s.call(
+        "POST",
+        "/v1/users/tess/instructions",
+        h,
+        {"text": "I avoid <b>gluten</b>", "always_on": True},
+        expect=201,
+    )
+    gone = s.call(
+        "POST", "/v1/users/tess/instructions", h, {"text": "Call me T", "always_on": True}, 201
+    )
+    ctx = s.call(
+        "POST",
+        "/v1/users/tess/context",
+        h,
+        {"messages": [{"role": "user", "content": "what should I cook tonight?"}]},
+    )
+    assert {i["id"] for i in ctx["instructions"]} == {gluten["id"], gone["id"]}
+    s.call("DELETE", f"/v1/users/tess/instructions/{gone['id']}", h, expect=204)
+    _open(page, s.link(h, "tess")["url"])
+    turns = page.locator("#turn-list > li")
+    assert turns.count() == 1
+    assert "profile for your app" in turns.first.inner_text()
+    used = turns.first.locator(f"[data-item='{gluten['id']}']")
+    assert used.inner_text() == (
+        "Instruction (version 1): I avoid <b>gluten</b> — used because it is always on"
+    )
+    link = used.get_by_role("link", name="I avoid <b>gluten</b>")
+    assert link.get_attribute("href") == f"#item-{gluten['id']}"
+    link.click()
+    assert page.locator(f"#item-{gluten['id']}").is_visible()
+    assert "I avoid <b>gluten</b>" in page.locator(f"#item-{gluten['id']}").inner_text()
+    # The deleted one is named as gone, not linked.
+    removed = turns.first.locator(f"[data-item='{gone['id']}']")
+    assert "no longer in your profile" in removed.inner_text()
+    assert removed.get_by_role("link").count() == 0
+    assert page.locator("#turn-list b").count() == 0
+    # The page and the API agree on what the turn used.
+    api_turns = s.call("GET", "/v1/users/tess/turns", h)["items"]
+    assert [i["id"] for i in api_turns[0]["items"]] == [
+        e.get_attribute("data-item") for e in turns.first.locator("[data-item]").all()
+    ]
+    screenshot(page, "11-recent-turns-1280")
+
+
 def test_fields_the_page_does_not_know_are_shown(live_server: LiveServer, page: Any) -> None:
     """Derived fields (e.g. a kind and domains from instruction selection) appear as they
     come, whatever their names, so the page keeps up with the API."""
@@ -242,8 +290,15 @@ def test_fields_the_page_does_not_know_are_shown(live_server: LiveServer, page: 
     _open(page, s.link(h, "dora")["url"])
     extra = _item(page, "instruction-list", "No peanuts, ever").locator("dl.extra")
     assert extra.is_visible()
-    assert extra.locator("dt").all_inner_texts() == ["kind", "domains"]
-    assert extra.locator("dd").all_inner_texts() == ["constraint", "food, health"]
+    shown = dict(
+        zip(
+            extra.locator("dt").all_inner_texts(),
+            extra.locator("dd").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert (shown["kind"], shown["domains"]) == ("constraint", "food, health")
+    assert "empty list" not in shown  # an empty list is not shown
 
 
 def test_a_token_shows_its_own_user_only(live_server: LiveServer, page: Any) -> None:
