@@ -14,6 +14,7 @@ from personalization.applicability import (
 )
 from personalization.embedder import Embedder
 from personalization.text import condition_focus
+from store.errors import InvalidInput
 from store.examples import COLLECTION as EXAMPLES
 from store.examples import ExampleRepository
 from store.index_manager import IndexManager
@@ -133,6 +134,36 @@ class ProfileWriter:
         storing this text's vectors (or that one's) on the wrong version."""
         self._index.require_ready()
         current = self._instructions.get(scope, instruction_id)
+        return self._next_version(scope, current, changes, expected)
+
+    def restore_instruction(
+        self,
+        scope: UserScope,
+        instruction_id: uuid.UUID,
+        version: int,
+        *,
+        expected: Collection[int] | None = None,
+    ) -> Instruction:
+        """Write a new version equal to an earlier one (InstructionChanges.restoring),
+        through the same conditional write as any update, keyed for the restored text.
+        Restoring the current version is refused (422): it would change nothing."""
+        self._index.require_ready()
+        earlier = self._instructions.version(scope, instruction_id, version)
+        current = self._instructions.get(scope, instruction_id)
+        if current.version == earlier.version:
+            raise InvalidInput(
+                f"version {version} is the current version; restore an earlier one",
+                code="restore_current_version",
+            )
+        return self._next_version(scope, current, InstructionChanges.restoring(earlier), expected)
+
+    def _next_version(
+        self,
+        scope: UserScope,
+        current: Instruction,
+        changes: InstructionChanges,
+        expected: Collection[int] | None,
+    ) -> Instruction:
         embeddings: InstructionEmbeddings | None = None
         if changes.rekeys:
             text = changes.text if changes.text is not None else current.text

@@ -26,6 +26,7 @@ from service.routes import (
     privacy,
     sessions,
     tenants,
+    turns,
     ui,
     users,
 )
@@ -98,6 +99,7 @@ def create_app(
         chat.router,
         privacy.router,
         sessions.router,
+        turns.router,
     ):
         app.include_router(router, responses=COMMON_ERRORS)
     app.include_router(ui.router)

@@ -13,6 +13,7 @@ from personalization.context import ContextBuilder
 from personalization.edits import EditService
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
+from personalization.provenance import TurnRecorder
 from service.ports import Ports
 from service.settings import Settings
 from store.edits import EditRepository
@@ -23,6 +24,7 @@ from store.instructions import InstructionRepository
 from store.keys import KeyRepository
 from store.preferences import PreferenceRepository
 from store.scope import TenantScope, UserScope
+from store.turns import TurnRepository
 from store.users import UserRepository
 
 USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
@@ -90,6 +92,14 @@ def _chat(ports: PortsDep) -> ChatService:
     return ports.chat
 
 
+def _turns(ports: PortsDep) -> TurnRepository:
+    return ports.turns
+
+
+def _turn_recorder(ports: PortsDep) -> TurnRecorder:
+    return ports.turn_recorder
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 KeysDep = Annotated[KeyRepository, Depends(_keys)]
 UsersDep = Annotated[UserRepository, Depends(_users)]
@@ -103,6 +113,8 @@ ImporterDep = Annotated[ProfileImporter, Depends(_importer)]
 ContextDep = Annotated[ContextBuilder, Depends(_context)]
 IndexDep = Annotated[IndexManager, Depends(_index)]
 ChatDep = Annotated[ChatService, Depends(_chat)]
+TurnsDep = Annotated[TurnRepository, Depends(_turns)]
+TurnRecorderDep = Annotated[TurnRecorder, Depends(_turn_recorder)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 

@@ -21,6 +21,7 @@ from personalization.edits import EditService
 from personalization.embedder import Embedder
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
+from personalization.provenance import TurnRecorder
 from service.settings import Settings
 from store.changes import ChangeLogReader
 from store.db import create_db_engine, migrate
@@ -30,6 +31,7 @@ from store.index_manager import IndexManager
 from store.instructions import InstructionRepository
 from store.keys import KeyRepository
 from store.preferences import PreferenceRepository
+from store.turns import TurnRepository
 from store.users import UserRepository
 from store.vector_index import VectorCache
 
@@ -56,6 +58,8 @@ class Ports:
     aggregator: PreferenceAggregator
     importer: ProfileImporter
     rate_limiter: KeyRateLimiter | None
+    turns: TurnRepository
+    turn_recorder: TurnRecorder
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -177,6 +181,7 @@ def build_ports(
         lease_s=settings.edit_lease_s,
     )
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
+    turns = TurnRepository(engine)
     return Ports(
         settings=settings,
         engine=engine,
@@ -210,5 +215,9 @@ def build_ports(
             KeyRateLimiter(settings.rate_limit_per_minute)
             if settings.rate_limit_per_minute
             else None
+        ),
+        turns=turns,
+        turn_recorder=TurnRecorder(
+            turns, keep=settings.turns_kept, keep_message=settings.turns_keep_message
         ),
     )

@@ -28,9 +28,9 @@ MAX_TYPICAL_REQUEST_CHARS = 300
 
 
 def _text(max_chars: int, **field: Any) -> Any:
-    """Schema bounds for profile text (the raw input may be up to twice as long before
-    normalization trims it)."""
-    return Field(min_length=1, max_length=max_chars * 2, pattern=VISIBLE, **field)
+    """Schema bounds for profile text: the bound declared is the bound enforced, on the
+    text as sent (surrounding spaces count), and again after NFC normalization."""
+    return Field(min_length=1, max_length=max_chars, pattern=VISIBLE, **field)
 
 
 def _cleaned(max_chars: int) -> AfterValidator:
@@ -129,6 +129,7 @@ class KeyCreate(Request):
     user_id: str | None = Field(
         None,
         pattern=USER_ID_PATTERN,
+        max_length=128,
         description="bind the key to this end user: it can then touch only that profile",
     )
     expires_at: datetime | None = Field(None, description="aware ISO-8601 time; none = no expiry")
@@ -170,7 +171,7 @@ class TenantCreated(BaseModel):
 
 
 class UserCreate(Request):
-    id: str = Field(pattern=USER_ID_PATTERN, examples=["user-42"])
+    id: str = Field(pattern=USER_ID_PATTERN, max_length=128, examples=["user-42"])
 
 
 class UserPublic(BaseModel):
@@ -204,7 +205,7 @@ class InstructionUpdate(Request):
     applies_when: (
         Annotated[
             str,
-            Field(max_length=MAX_CONDITION_CHARS * 2),
+            Field(max_length=MAX_CONDITION_CHARS),
             AfterValidator(_condition_or_clear),
         ]
         | None
@@ -223,6 +224,15 @@ class InstructionUpdate(Request):
         None,
         description="pin requests it applies to, embedded as extra keys; "
         '"auto" re-derives domains and typical requests',
+    )
+
+
+class InstructionRestore(Request):
+    version: int = Field(
+        ge=1,
+        le=2_147_483_647,
+        description="the earlier version to bring back (see the item's history)",
+        examples=[1],
     )
 
 
@@ -606,6 +616,26 @@ class ProfileItemUsed(BaseModel):
     score: float | None = Field(description="null where no similarity applies")
 
 
+class TurnPublic(BaseModel):
+    """One recent turn: when, through which endpoint, and the profile items it used."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    at: datetime
+    endpoint: Literal["context", "chat"]
+    items: list[ProfileItemUsed]
+    message: str | None = Field(
+        description="the turn's last user message, clipped; null unless the operator "
+        "turned on TAILOR_TURNS_KEEP_MESSAGE"
+    )
+
+
+class TurnList(BaseModel):
+    items: list[TurnPublic]
+    kept: int = Field(description="how many recent turns the server keeps per user")
+
+
 class TailorInfo(BaseModel):
     """Which profile items conditioned this answer, and why."""
 
@@ -656,6 +686,9 @@ class ProfileExport(BaseModel):
     examples: list[dict[str, Any]]
     edits: list[dict[str, Any]]
     preferences: list[dict[str, Any]]
+    turns: list[dict[str, Any]] = Field(
+        [], description="the recent turns' record: profile items used, newest first"
+    )
     audit: list[dict[str, Any]]
 
 

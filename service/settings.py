@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         4096, ge=256, le=131072, description="embedded model's context window"
     )
     model_gpu_layers: int = Field(0, ge=-1, description="embedded: layers on the GPU (-1 = all)")
+    turns_kept: int = Field(
+        50, ge=0, le=1000, description="recent turns' provenance kept per user (0: none)"
+    )
+    turns_keep_message: bool = Field(
+        False, description="also keep each recorded turn's last user message (clipped)"
+    )
     generation_max_tokens: int = Field(256, ge=1, le=8192, description="default max_tokens")
     generation_temperature: float = Field(0.7, ge=0, le=2, description="default temperature")
 

@@ -1,8 +1,8 @@
 """Everything stored about one user, for `GET /v1/users/{id}/export`: every version of
-every item, edits, examples (deleted ones too) and the user's audit trail. Embeddings
-are left out (derived data, recomputed on import), and so is which worker holds an
-edit job (the service's bookkeeping, not the user's data). Every query carries the
-user's scope."""
+every item, edits, examples (deleted ones too), the record of recent turns and the
+user's audit trail. Embeddings are left out (derived data, recomputed on import), and
+so is which worker holds an edit job (the service's bookkeeping, not the user's data).
+Every query carries the user's scope."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from store.models import (
     InferredPreference,
     Instruction,
     PreferenceExample,
+    TurnRecord,
 )
 from store.scope import UserScope
 
@@ -66,6 +67,9 @@ def export_user(engine: Engine, scope: UserScope) -> dict[str, Any]:
                 scope,
                 col(InferredPreference.created_at),
                 col(InferredPreference.version),
+            ),
+            "turns": _rows(
+                session, TurnRecord, scope, col(TurnRecord.at).desc(), col(TurnRecord.id).desc()
             ),
             "audit": _rows(session, ChangeLog, scope, col(ChangeLog.seq)),
         }

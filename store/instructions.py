@@ -98,6 +98,26 @@ class InstructionChanges:
     typical_requests: list[str] | None = None
     rederive_applicability: bool = False
 
+    @classmethod
+    def restoring(cls, version: Instruction) -> InstructionChanges:
+        """The changes that make the next version equal `version` again: its text,
+        condition and always-on, and what the user had pinned (kind, domains, typical
+        requests); what was derived then is derived again for the same text now.
+        The status stays as it is: restoring wording does not switch an item on."""
+        user = SetBy.user
+        pinned_kind = version.kind is not None and version.kind_set_by == user
+        pinned_where = version.applicability_set_by == user
+        return cls(
+            text=version.text,
+            applies_when=version.applies_when or "",
+            always_on=version.always_on,
+            kind=version.kind if pinned_kind else None,
+            rederive_kind=not pinned_kind,
+            domains=list(version.domains or []) if pinned_where else None,
+            typical_requests=list(version.typical_requests or []) if pinned_where else None,
+            rederive_applicability=not pinned_where,
+        )
+
     @property
     def rekeys(self) -> bool:
         """Whether the new version needs its keys (vectors, applicability) recomputed."""
@@ -405,6 +425,23 @@ class InstructionRepository:
                 session, scope, "instruction", instruction_id, "deleted", row.version
             )
             session.commit()
+            return row
+
+    def version(self, scope: UserScope, instruction_id: uuid.UUID, version: int) -> Instruction:
+        """One stored version (current, earlier or deleted) of an item in scope."""
+        with Session(self._engine) as session:
+            row = session.exec(
+                select(Instruction).where(
+                    *_in_scope(scope),
+                    col(Instruction.instruction_id) == instruction_id,
+                    col(Instruction.version) == version,
+                )
+            ).first()
+            if row is None:
+                raise NotFound(
+                    f"instruction {instruction_id} has no version {version}",
+                    code="instruction_version_not_found",
+                )
             return row
 
     def history(self, scope: UserScope, instruction_id: uuid.UUID) -> list[Instruction]:

@@ -338,3 +338,21 @@ class ImportedItem(SQLModel, table=True):
     source_id: uuid.UUID
     item_id: uuid.UUID
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class TurnRecord(SQLModel, table=True):
+    """Provenance of one of the user's recent turns (/context or chat): which profile
+    items were used and why, as ids, versions, reasons and scores. No message text
+    unless the operator opts in (then only the last user message, clipped). Bounded
+    per user: each insert prunes the user's oldest beyond the kept number."""
+
+    __tablename__ = "turn_record"
+    __table_args__ = (sa.Index("ix_turn_record_user_at", "user_id", "at"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="app_user.id", ondelete="CASCADE")
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    endpoint: str = Field(max_length=16)
+    items: list[dict[str, object]] = Field(default_factory=list, sa_type=sa.JSON)
+    message: str | None = Field(default=None, max_length=1000)

@@ -88,7 +88,6 @@ def test_a_person_reviews_and_changes_their_profile(live_server: LiveServer, pag
     assert card.count() == 1
     assert "Meeting moved to Thursday." in card.locator(".edit-source").inner_text()
     assert "Summarise this article" in page.locator("#example-list").inner_text()
-    # No restore API on this server yet: no restore button in the history either.
     screenshot(page, "1-profile-1280")
 
     # Edit an instruction's text and condition.
@@ -108,13 +107,24 @@ def test_a_person_reviews_and_changes_their_profile(live_server: LiveServer, pag
         2,
     )
 
-    # Its history shows both versions; no restore button without the restore API.
+    # Its history shows both versions; restore the first one.
     edited.get_by_role("button", name="History").click()
     history = edited.locator(".history")
     history.wait_for()
     assert history.locator("li").count() == 2
     assert "Use bullet points" in history.inner_text()
-    assert edited.get_by_role("button", name="Restore version 1").count() == 0
+    assert edited.get_by_role("button", name="Restore version 2").count() == 0  # current
+    edited.get_by_role("button", name="Restore version 1").click()
+    page.wait_for_selector("#status:has-text('Version 1 restored.')")
+    restored = _item(page, "instruction-list", "Use bullet points")
+    assert "Only when: when I ask for a plan" in restored.inner_text()
+    assert "version 3" in restored.locator(".meta").inner_text()
+    api_plan = s.call("GET", f"/v1/users/alice/instructions/{plan['id']}", h)
+    assert (api_plan["text"], api_plan["applies_when"], api_plan["version"]) == (
+        "Use bullet points",
+        "when I ask for a plan",
+        3,
+    )
 
     # Turn the always-on one off, then keep it off.
     _item(page, "instruction-list", "I avoid gluten").get_by_role("button", name="Turn off").click()
@@ -173,26 +183,23 @@ def test_a_person_reviews_and_changes_their_profile(live_server: LiveServer, pag
     assert page.evaluate("window.sessionStorage.length") == 0
 
 
-def test_restore_button_appears_when_the_server_offers_it(
-    live_server: LiveServer, page: Any
-) -> None:
-    """The restore API is not on this server yet: the test adds the path to the OpenAPI
-    document the page reads, and checks the request the page then sends."""
+def test_restore_from_the_history(live_server: LiveServer, page: Any) -> None:
+    """The page offers restore because the server's OpenAPI document lists it; the click
+    sends the real request, and the page and the API then show the restored text."""
     s = live_server
     h = s.tenant("restore")
     s.call("POST", "/v1/users", h, {"id": "rita"}, expect=201)
     item = s.call("POST", "/v1/users/rita/instructions", h, {"text": "Reply in French"}, 201)
     s.call("PATCH", f"/v1/users/rita/instructions/{item['id']}", h, {"text": "Reply in German"})
-    spec = s.call("GET", "/openapi.json", {})
-    spec["paths"]["/v1/users/{user_id}/instructions/{instruction_id}/restore"] = {"post": {}}
     sent: list[Any] = []
-
-    def fake_restore(route: Any) -> None:
-        sent.append((route.request.method, route.request.url, route.request.post_data_json))
-        route.fulfill(status=200, json={**item, "text": "Reply in French", "version": 3})
-
-    page.route("**/openapi.json", lambda route: route.fulfill(json=spec))
-    page.route("**/restore", fake_restore)
+    page.on(
+        "request",
+        lambda request: (
+            sent.append((request.method, request.url, request.post_data_json))
+            if request.url.endswith("/restore")
+            else None
+        ),
+    )
     _open(page, s.link(h, "rita")["url"])
     card = _item(page, "instruction-list", "Reply in German")
     card.get_by_role("button", name="History").click()
@@ -205,6 +212,64 @@ def test_restore_button_appears_when_the_server_offers_it(
     assert sent == [
         ("POST", f"{s.base}/v1/users/rita/instructions/{item['id']}/restore", {"version": 1})
     ]
+    assert _item(page, "instruction-list", "Reply in French").count() == 1
+    assert _item(page, "instruction-list", "Reply in German").count() == 0
+    current = s.call("GET", f"/v1/users/rita/instructions/{item['id']}", h)
+    assert (current["text"], current["version"]) == ("Reply in French", 3)
+    history = s.call("GET", f"/v1/users/rita/instructions/{item['id']}/history", h)
+    assert [v["text"] for v in history["versions"]] == [
+        "Reply in French",
+        "Reply in German",
+        "Reply in French",
+    ]
+
+
+def test_recent_turns_say_what_was_used_and_why(live_server: LiveServer, page: Any) -> None:
+    s = live_server
+    h = s.tenant("turns")
+    s.call("POST", "/v1/users", h, {"id": "tess"}, expect=201)
+    gluten = s.call(
+        "POST",
+        "/v1/users/tess/instructions",
+        h,
+        {"text": "I avoid <b>gluten</b>", "always_on": True},
+        expect=201,
+    )
+    gone = s.call(
+        "POST", "/v1/users/tess/instructions", h, {"text": "Call me T", "always_on": True}, 201
+    )
+    ctx = s.call(
+        "POST",
+        "/v1/users/tess/context",
+        h,
+        {"messages": [{"role": "user", "content": "what should I cook tonight?"}]},
+    )
+    assert {i["id"] for i in ctx["instructions"]} == {gluten["id"], gone["id"]}
+    s.call("DELETE", f"/v1/users/tess/instructions/{gone['id']}", h, expect=204)
+    _open(page, s.link(h, "tess")["url"])
+    turns = page.locator("#turn-list > li")
+    assert turns.count() == 1
+    assert "profile for your app" in turns.first.inner_text()
+    used = turns.first.locator(f"[data-item='{gluten['id']}']")
+    assert used.inner_text() == (
+        "Instruction (version 1): I avoid <b>gluten</b> — used because it is always on"
+    )
+    link = used.get_by_role("link", name="I avoid <b>gluten</b>")
+    assert link.get_attribute("href") == f"#item-{gluten['id']}"
+    link.click()
+    assert page.locator(f"#item-{gluten['id']}").is_visible()
+    assert "I avoid <b>gluten</b>" in page.locator(f"#item-{gluten['id']}").inner_text()
+    # The deleted one is named as gone, not linked.
+    removed = turns.first.locator(f"[data-item='{gone['id']}']")
+    assert "no longer in your profile" in removed.inner_text()
+    assert removed.get_by_role("link").count() == 0
+    assert page.locator("#turn-list b").count() == 0
+    # The page and the API agree on what the turn used.
+    api_turns = s.call("GET", "/v1/users/tess/turns", h)["items"]
+    assert [i["id"] for i in api_turns[0]["items"]] == [
+        e.get_attribute("data-item") for e in turns.first.locator("[data-item]").all()
+    ]
+    screenshot(page, "11-recent-turns-1280")
 
 
 def test_fields_the_page_does_not_know_are_shown(live_server: LiveServer, page: Any) -> None:
@@ -225,8 +290,15 @@ def test_fields_the_page_does_not_know_are_shown(live_server: LiveServer, page: 
     _open(page, s.link(h, "dora")["url"])
     extra = _item(page, "instruction-list", "No peanuts, ever").locator("dl.extra")
     assert extra.is_visible()
-    assert extra.locator("dt").all_inner_texts() == ["kind", "domains"]
-    assert extra.locator("dd").all_inner_texts() == ["constraint", "food, health"]
+    shown = dict(
+        zip(
+            extra.locator("dt").all_inner_texts(),
+            extra.locator("dd").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert (shown["kind"], shown["domains"]) == ("constraint", "food, health")
+    assert "empty list" not in shown  # an empty list is not shown
 
 
 def test_a_token_shows_its_own_user_only(live_server: LiveServer, page: Any) -> None:

@@ -9,13 +9,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from personalization.backends import GenerationSettings
 from personalization.chat import PreparedChat
 from personalization.messages import ChatMessage
-from service.deps import ChatDep, ScopeDep, SettingsDep, UsersDep
+from personalization.provenance import used_items
+from service.deps import ChatDep, ScopeDep, SettingsDep, TurnRecorderDep, UsersDep
 from service.errors import error_body
 from service.schemas import (
     AssistantMessage,
@@ -64,38 +65,10 @@ def _generation(body: ChatCompletionRequest, settings: Settings) -> GenerationSe
 
 
 def _tailor_info(scope: UserScope, prepared: PreparedChat) -> TailorInfo:
-    inferred = prepared.turn.inferred
     return TailorInfo(
         user_id=scope.external_id,
         profile_items=[
-            ProfileItemUsed(
-                id=s.instruction.instruction_id,
-                kind="standing_instruction",
-                version=s.instruction.version,
-                reason=s.reason.value,
-                score=round(s.score, 4),
-            )
-            for s in prepared.turn.selection.selected
-        ]
-        + [
-            ProfileItemUsed(
-                id=e.example.id,
-                kind="preference_example",
-                version=1,
-                reason="nearest_prompt",
-                score=round(e.score, 4),
-            )
-            for e in prepared.turn.examples
-        ]
-        + [
-            ProfileItemUsed(
-                id=preference_id,
-                kind="inferred_preference",
-                version=None,
-                reason="nearest_edit_context",
-                score=None,
-            )
-            for preference_id in (inferred.preference_ids if inferred else ())
+            ProfileItemUsed.model_validate(item.as_json()) for item in used_items(prepared.turn)
         ],
     )
 
@@ -128,6 +101,8 @@ def chat_completions(
     users: UsersDep,
     chat: ChatDep,
     settings: SettingsDep,
+    recorder: TurnRecorderDep,
+    background: BackgroundTasks,
 ) -> Any:
     user = _user_scope(body, scope, users)
     options = settings.context_options()
@@ -135,6 +110,7 @@ def chat_completions(
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
     prepared = chat.prepare(user, messages, options, generation)
     info = _tailor_info(user, prepared)
+    background.add_task(recorder.record, user, "chat", prepared.turn)
     headers = {PROFILE_HEADER: ",".join(str(item.id) for item in info.profile_items)}
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

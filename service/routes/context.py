@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, BackgroundTasks
 
 from personalization.messages import ChatMessage
-from service.deps import ContextDep, SettingsDep, UserScopeDep
+from service.deps import ContextDep, SettingsDep, TurnRecorderDep, UserScopeDep
 from service.schemas import (
     AppliedExample,
     AppliedInstruction,
@@ -23,6 +23,14 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
     "/context",
     response_model=ContextResponse,
     summary="The profile that applies to this chat turn, ready to add to the model's context",
+    description=(
+        "The last user message is the turn's query (422 `no_user_message` without one). The "
+        "answer lists the instructions applied with their reason and score, those left out (token "
+        "budget or `top_k`), the nearest examples and the inferred preference, and "
+        "`system_message`: a marked data block to add after the app's own system prompt. "
+        "Per-request options override the server's settings within the declared bounds. The items "
+        "used are recorded in the user's recent turns (`GET .../turns`)."
+    ),
     responses={
         401: {"model": ErrorResponse},
         404: {"model": ErrorResponse},
@@ -31,7 +39,12 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
     },
 )
 def turn_context(
-    body: ContextRequest, scope: UserScopeDep, builder: ContextDep, settings: SettingsDep
+    body: ContextRequest,
+    scope: UserScopeDep,
+    builder: ContextDep,
+    settings: SettingsDep,
+    recorder: TurnRecorderDep,
+    background: BackgroundTasks,
 ) -> ContextResponse:
     options = settings.context_options(
         threshold=body.threshold,
@@ -43,6 +56,7 @@ def turn_context(
     )
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
     turn = builder.build(scope, messages, options)
+    background.add_task(recorder.record, scope, "context", turn)
     return ContextResponse(
         user_id=scope.external_id,
         instructions=[

@@ -65,7 +65,16 @@ def create_edit(
     return idempotent.respond(scope, body, 202, record)
 
 
-@router.get("/edits", response_model=EditList, tags=["edits"], summary="List the user's edits")
+@router.get(
+    "/edits",
+    response_model=EditList,
+    tags=["edits"],
+    summary="List the user's edits",
+    description=(
+        "Oldest first, with each edit's inference status and the preference inferred from it; "
+        "page with `limit` (1-500, default 100) and `offset`."
+    ),
+)
 def list_edits(
     scope: UserScopeDep,
     edits: EditsDep,
@@ -79,7 +88,14 @@ def list_edits(
 
 
 @router.get(
-    "/edits/{edit_id}", response_model=EditPublic, tags=["edits"], summary="One edit and its status"
+    "/edits/{edit_id}",
+    response_model=EditPublic,
+    tags=["edits"],
+    summary="One edit and its status",
+    description=(
+        "Poll `inference_status` (`pending`, `running`, `done`, `skipped` for a trivial edit, "
+        "`failed` after the retries); `preference_id` names the preference once inferred."
+    ),
 )
 def get_edit(edit_id: uuid.UUID, scope: UserScopeDep, edits: EditsDep) -> EditPublic:
     return EditPublic.model_validate(edits.get(scope, edit_id))
@@ -90,6 +106,11 @@ def get_edit(edit_id: uuid.UUID, scope: UserScopeDep, edits: EditsDep) -> EditPu
     response_model=PreferenceList,
     tags=["inferred preferences"],
     summary="Preferences inferred from the user's edits",
+    description=(
+        "The current version of each, oldest first. Filter with `status`; page with `limit` "
+        "(1-500, default 100) and `offset`. Suggested and accepted ones are applied to turns; "
+        "rejected and promoted ones are not."
+    ),
 )
 def list_preferences(
     scope: UserScopeDep,
@@ -117,6 +138,10 @@ def list_preferences(
     response_model=PreferencePublic,
     tags=["inferred preferences"],
     summary="The current version of one inferred preference",
+    description=(
+        "The `ETag` header names this version, for `If-Match` on a later change. 404 for an "
+        "unknown preference or one of another user."
+    ),
     responses={200: {"headers": ETAG_HEADERS}},
 )
 def get_preference(
@@ -132,7 +157,11 @@ def get_preference(
     response_model=PreferencePublic,
     tags=["inferred preferences"],
     summary="Accept, reject or reword a preference (writes a new version)",
-    description="With `If-Match: <ETag>` it changes only that version (else 412).",
+    description=(
+        "Accepting or rewording keeps it applied to turns; rejecting stops it for good "
+        "(until set back to `suggested`). Every change writes a new version. With "
+        "`If-Match: <ETag>` it changes only that version (else 412)."
+    ),
     responses={200: {"headers": ETAG_HEADERS}, **CONDITIONAL},
 )
 def update_preference(
@@ -206,6 +235,10 @@ def _preference_etag(result: Any) -> dict[str, str]:
     response_model=PreferenceHistory,
     tags=["inferred preferences"],
     summary="Every version of a preference, oldest first",
+    description=(
+        "Each version with its status, text and validity interval, so a person can see how a "
+        "suggestion was reworded, accepted or rejected."
+    ),
 )
 def preference_history(
     preference_id: uuid.UUID, scope: UserScopeDep, preferences: PreferencesDep

@@ -25,6 +25,11 @@ router = APIRouter(
     status_code=201,
     response_model=ExamplePublic,
     summary="Record a (prompt, chosen, rejected) example of this user's taste",
+    description=(
+        "The prompt is embedded; the nearest examples to a turn are added to its context "
+        "(`examples_k`). Prompt up to 8000 characters, each answer up to 16000. Send an "
+        "`Idempotency-Key` to make retries safe."
+    ),
     responses={201: {"headers": IDEMPOTENCY_HEADERS}},
 )
 def create_example(
@@ -39,7 +44,15 @@ def create_example(
     return idempotent.respond(scope, body, 201, create)
 
 
-@router.get("", response_model=ExampleList, summary="List the user's preference examples")
+@router.get(
+    "",
+    response_model=ExampleList,
+    summary="List the user's preference examples",
+    description=(
+        "Current (not deleted) examples, oldest first; page with `limit` (1-500, default 100) and "
+        "`offset`."
+    ),
+)
 def list_examples(
     scope: UserScopeDep,
     examples: ExamplesDep,
@@ -55,12 +68,26 @@ def list_examples(
     )
 
 
-@router.get("/{example_id}", response_model=ExamplePublic, summary="Get one example")
+@router.get(
+    "/{example_id}",
+    response_model=ExamplePublic,
+    summary="Get one example",
+    description="404 for a deleted example or one of another user.",
+)
 def get_example(example_id: uuid.UUID, scope: UserScopeDep, examples: ExamplesDep) -> ExamplePublic:
     return ExamplePublic.model_validate(examples.get(scope, example_id))
 
 
-@router.delete("/{example_id}", status_code=204, summary="Delete an example (kept in history)")
+@router.delete(
+    "/{example_id}",
+    status_code=204,
+    summary="Delete an example (kept in history)",
+    description=(
+        "The example stops being used at once on this replica (and on others at their next turn "
+        "for the user); the row is kept, closed, and appears in the export until the user is "
+        "deleted."
+    ),
+)
 def delete_example(example_id: uuid.UUID, scope: UserScopeDep, writer: WriterDep) -> Response:
     writer.delete_example(scope, example_id)
     return Response(status_code=204)

@@ -27,6 +27,10 @@ def healthz(index: IndexDep, settings: SettingsDep) -> JSONResponse:
     "/readyz",
     response_model=Health,
     summary="Readiness: the vector index is loaded or rebuilt",
+    description=(
+        "200 once this replica can serve turns; 503 while it loads or rebuilds its vector index "
+        "from SQL. A load balancer should route only to ready replicas."
+    ),
     responses={503: {"model": Health, "description": "still loading or rebuilding"}},
 )
 def readyz(index: IndexDep) -> JSONResponse:

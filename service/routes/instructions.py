@@ -14,6 +14,7 @@ from service.schemas import (
     InstructionHistory,
     InstructionList,
     InstructionPublic,
+    InstructionRestore,
     InstructionUpdate,
     InstructionVersion,
 )
@@ -58,7 +59,11 @@ def instruction_etag(public: Any) -> dict[str, str]:
     status_code=201,
     response_model=InstructionPublic,
     summary="Add a standing instruction",
-    description="Send an `Idempotency-Key` to make retries safe.",
+    description=(
+        "Text up to 1000 characters, condition (`applies_when`) up to 500. The text and "
+        "condition are embedded and the item's kind and domains derived now, so turns "
+        "select it from the next request on. Send an `Idempotency-Key` to make retries safe."
+    ),
     responses={
         201: {"headers": {**ETAG_HEADERS, **IDEMPOTENCY_HEADERS}},
         409: {"model": ErrorResponse, "description": "`idempotency_key_in_use`"},
@@ -80,7 +85,15 @@ def create_instruction(
     return idempotent.respond(scope, body, 201, create, instruction_etag)
 
 
-@router.get("", response_model=InstructionList, summary="List current standing instructions")
+@router.get(
+    "",
+    response_model=InstructionList,
+    summary="List current standing instructions",
+    description=(
+        "The current version of each item, oldest first; deleted items are left out. Filter with "
+        "`status` (`active` or `disabled`); page with `limit` (1-500, default 100) and `offset`."
+    ),
+)
 def list_instructions(
     scope: UserScopeDep,
     instructions: InstructionsDep,
@@ -103,6 +116,10 @@ def list_instructions(
     "/{instruction_id}",
     response_model=InstructionPublic,
     summary="Get the current version",
+    description=(
+        "The `ETag` header names this version; send it back as `If-Match` to change or delete "
+        "only this version. 404 for a deleted or unknown item."
+    ),
     responses={200: {"headers": ETAG_HEADERS}},
 )
 def get_instruction(
@@ -120,7 +137,12 @@ def get_instruction(
     "/{instruction_id}",
     response_model=InstructionPublic,
     summary="Change an instruction: writes a new version, the old one is kept in history",
-    description="With `If-Match: <ETag>` it changes only that version (else 412).",
+    description=(
+        'Only the fields sent change; `applies_when: ""` removes the condition. The new '
+        "version is embedded again when its text, condition or applicability changes. "
+        "With `If-Match: <ETag>` it changes only that version (else 412); 409 "
+        "`concurrent_update` when another write won a race."
+    ),
     responses={200: {"headers": ETAG_HEADERS}, **CONDITIONAL},
 )
 def update_instruction(
@@ -157,7 +179,11 @@ def update_instruction(
     "/{instruction_id}",
     status_code=204,
     summary="Delete an instruction (soft: its history stays readable)",
-    description="With `If-Match: <ETag>` it deletes only that version (else 412).",
+    description=(
+        "The item stops applying at once; its history stays readable and exported until "
+        "the user is deleted. With `If-Match: <ETag>` it deletes only that version "
+        "(else 412). 404 for an item already deleted."
+    ),
     responses=CONDITIONAL,
 )
 def delete_instruction(
@@ -173,6 +199,10 @@ def delete_instruction(
     "/{instruction_id}/history",
     response_model=InstructionHistory,
     summary="Every version of an instruction, oldest first (deleted ones included)",
+    description=(
+        "Each version with its validity interval (`valid_from`, `valid_to`) and the version that "
+        "replaced it. Any earlier version can be brought back with `POST .../restore`."
+    ),
 )
 def instruction_history(
     instruction_id: uuid.UUID, scope: UserScopeDep, instructions: InstructionsDep
@@ -181,3 +211,38 @@ def instruction_history(
     return InstructionHistory(
         id=instruction_id, versions=[InstructionVersion.model_validate(r) for r in rows]
     )
+
+
+@router.post(
+    "/{instruction_id}/restore",
+    response_model=InstructionPublic,
+    summary="Restore an earlier version: writes it again as a new version",
+    description=(
+        "The new version takes the earlier version's text, condition, always-on setting "
+        "and whatever the user had pinned (kind, domains, typical requests); what was "
+        "derived is derived again. The status (active or disabled) stays as it is, and "
+        "the history keeps every version. 404 `instruction_version_not_found` for a "
+        "version the item never had, 422 `restore_current_version` for the current one. "
+        "With `If-Match: <ETag>` it writes only on top of that version (else 412). A "
+        "deleted item cannot be restored (404)."
+    ),
+    responses={
+        200: {"headers": ETAG_HEADERS},
+        422: {"model": ErrorResponse, "description": "`restore_current_version`"},
+        **CONDITIONAL,
+    },
+)
+def restore_instruction(
+    instruction_id: uuid.UUID,
+    body: InstructionRestore,
+    scope: UserScopeDep,
+    writer: WriterDep,
+    response: Response,
+    if_match: IfMatch = None,
+) -> InstructionPublic:
+    row = writer.restore_instruction(
+        scope, instruction_id, body.version, expected=expected_versions(if_match, instruction_id)
+    )
+    public = instruction_public(row)
+    response.headers.update(instruction_etag(public))
+    return public

@@ -20,6 +20,11 @@ router = APIRouter(
     "/export",
     response_model=ProfileExport,
     summary="Everything stored about the user: every version, edits, examples, audit",
+    description=(
+        "A JSON document (`tailor-export-v1`) the user can keep or import elsewhere: every "
+        "version of every item (deleted ones included), edits, preferences, the recent-turn "
+        "record and the audit trail. Embeddings are left out: they are recomputed on import."
+    ),
 )
 def export_profile(scope: UserScopeDep, ports: PortsDep) -> ProfileExport:
     return ProfileExport.model_validate(export_user(ports.engine, scope))

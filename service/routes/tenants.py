@@ -46,6 +46,11 @@ def key_created(issued: IssuedKey, external_user_id: str | None) -> KeyCreated:
     response_model=TenantCreated,
     tags=["admin"],
     summary="Create a tenant and its first API key (admin token)",
+    description=(
+        "Authenticated with `TAILOR_ADMIN_TOKEN`, not an API key (403 `admin_disabled` when it is "
+        "not set, 401 when it does not match). The response holds the tenant's first tenant-wide "
+        "key; its secret is shown only here."
+    ),
     responses={403: {"model": ErrorResponse}},
 )
 def create_tenant(body: TenantCreate, keys: KeysDep, _admin: AdminDep) -> TenantCreated:
@@ -62,6 +67,11 @@ def create_tenant(body: TenantCreate, keys: KeysDep, _admin: AdminDep) -> Tenant
     response_model=KeyCreated,
     tags=["keys"],
     summary="Issue an API key, optionally bound to one end user; the secret is shown once",
+    description=(
+        "Needs a tenant-wide key. With `user_id` the key can touch only that user's profile and "
+        "cannot reach tenant-wide routes (for a browser or mobile client); 404 if the user does "
+        "not exist. `expires_at` must carry a timezone (422 `naive_datetime`)."
+    ),
     responses={403: {"model": ErrorResponse}, 404: {"model": ErrorResponse}},
 )
 def create_key(body: KeyCreate, scope: TenantWideScopeDep, keys: KeysDep) -> KeyCreated:
@@ -74,7 +84,14 @@ def create_key(body: KeyCreate, scope: TenantWideScopeDep, keys: KeysDep) -> Key
 
 
 @router.get(
-    "/keys", response_model=list[KeyPublic], tags=["keys"], summary="List the tenant's keys"
+    "/keys",
+    response_model=list[KeyPublic],
+    tags=["keys"],
+    summary="List the tenant's keys",
+    description=(
+        "Needs a tenant-wide key. Secrets are never shown again: each key is listed by id, name "
+        "and prefix, with its bound user, expiry, revocation and last use."
+    ),
 )
 def list_keys(scope: TenantWideScopeDep, keys: KeysDep) -> list[KeyPublic]:
     return [key_public(key, external) for key, external in keys.list_keys(scope)]
@@ -85,6 +102,10 @@ def list_keys(scope: TenantWideScopeDep, keys: KeysDep) -> list[KeyPublic]:
     status_code=204,
     tags=["keys"],
     summary="Revoke a key (takes effect on the next request)",
+    description=(
+        "Needs a tenant-wide key. Revoking is permanent; a request made with the key afterwards "
+        "answers 401. 404 for a key of another tenant or none."
+    ),
     responses={404: {"model": ErrorResponse}},
 )
 def revoke_key(key_id: uuid.UUID, scope: TenantWideScopeDep, keys: KeysDep) -> Response:

@@ -189,6 +189,8 @@
   function renderInstruction(item) {
     const node = $("instruction-template").content.firstElementChild.cloneNode(true);
     node.dataset.id = item.id;
+    node.id = "item-" + item.id;
+    remember(item.id, "standing_instruction", item.text);
     if (item.status === "disabled") node.classList.add("disabled");
     node.querySelector(".text").textContent = item.text;
     node.querySelector(".meta").replaceChildren(...instructionMeta(item));
@@ -340,7 +342,8 @@
   }
 
   function renderPreference(pref, edits) {
-    const node = el("li", { class: "card item", "data-id": pref.id });
+    const node = el("li", { class: "card item", "data-id": pref.id, id: "item-" + pref.id });
+    remember(pref.id, "inferred_preference", pref.text);
     const name = '"' + pref.text.slice(0, 40) + (pref.text.length > 40 ? "…" : "") + '"';
     node.append(el("p", { class: "text", text: pref.text }));
     const meta = el("p", { class: "meta" }, badge(pref.status.charAt(0).toUpperCase() + pref.status.slice(1), pref.status === "accepted" ? "on" : "muted"),
@@ -437,7 +440,8 @@
 
   // --- preference examples --------------------------------------------------------------
   function renderExample(example) {
-    const node = el("li", { class: "card item", "data-id": example.id },
+    remember(example.id, "preference_example", example.prompt);
+    const node = el("li", { class: "card item", "data-id": example.id, id: "item-" + example.id },
       el("p", { class: "small", text: "Request" }),
       el("p", { class: "text", text: example.prompt }),
       el("div", { class: "diff" },
@@ -460,6 +464,70 @@
     const page = await api("GET", userPath("/examples?limit=" + LIMIT));
     $("example-list").replaceChildren(...page.items.map(renderExample));
     $("example-empty").hidden = page.items.length > 0;
+  }
+
+  // --- recent turns ("why did the assistant do that") ---------------------------------------
+  // What each loaded card is called, so a turn can name the items it used and link to them.
+  const known = new Map(); // id -> {name, kind}
+  const REASONS = {
+    always_on: "it is always on",
+    constraint_domain: "it is a rule for this kind of request",
+    matched_condition: "its condition matched the message",
+    matched_request: "the message is like a request it is meant for",
+    matched_text: "it is relevant to the message",
+    whole_profile: "your whole profile fitted, so all of it was used",
+    nearest_prompt: "the request was similar",
+    nearest_edit_context: "it was learned from a similar edit",
+  };
+  const KIND_NAMES = {
+    standing_instruction: "Instruction",
+    preference_example: "Example",
+    inferred_preference: "Learned preference",
+  };
+
+  function remember(id, kind, name) {
+    known.set(id, { kind, name: name.length > 80 ? name.slice(0, 80) + "…" : name });
+  }
+
+  function renderTurnItem(item) {
+    const card = known.get(item.id);
+    const what = (KIND_NAMES[item.kind] || item.kind) + (item.version && item.kind === "standing_instruction" ? " (version " + item.version + ")" : "");
+    const name = card
+      ? el("a", { href: "#item-" + item.id, text: card.name })
+      : el("span", { class: "small", text: "no longer in your profile" });
+    const why = REASONS[item.reason] || label(item.reason);
+    const score = typeof item.score === "number" && item.reason !== "always_on" ? " · match " + item.score.toFixed(2) : "";
+    return el("li", { "data-item": item.id }, el("strong", { text: what + ": " }), name,
+      el("span", { class: "small", text: " — used because " + why + score }));
+  }
+
+  function renderTurn(turn) {
+    const node = el("li", { class: "card item", "data-id": turn.id },
+      el("p", { class: "meta" },
+        el("span", { text: when(turn.at) }),
+        el("span", { class: "small", text: turn.endpoint === "chat" ? " · chat" : " · profile for your app" })));
+    if (turn.message) node.append(el("p", { class: "text quote", text: turn.message }));
+    if (turn.items.length === 0) {
+      node.append(el("p", { class: "small", text: "Nothing from your profile was used." }));
+    } else {
+      node.append(el("ul", { class: "used", "aria-label": "Items used" }, ...turn.items.map(renderTurnItem)));
+    }
+    return node;
+  }
+
+  async function loadTurns() {
+    let page;
+    try {
+      page = await api("GET", userPath("/turns?limit=50"));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404 && error.code === "not_found") {
+        $("turns").hidden = true; // a server without the record of turns
+        return;
+      }
+      throw error;
+    }
+    $("turn-list").replaceChildren(...page.items.map(renderTurn));
+    $("turn-empty").hidden = page.items.length > 0;
   }
 
   // --- plumbing ---------------------------------------------------------------------------
@@ -579,6 +647,7 @@
     await detectRestore();
     await act(async () => {
       await Promise.all([loadInstructions(), loadPreferences(), loadExamples()]);
+      await loadTurns(); // after the cards, so each item used can name and link to its card
       document.body.dataset.ready = "true";
     });
   }
