@@ -17,10 +17,12 @@ from personalization.cipher import CipherRetriever, PreferenceAggregator
 from personalization.context import ContextBuilder
 from personalization.edit_worker import EditWorker
 from personalization.edits import EditService
+from personalization.embed_batching import BatchingEmbedder
 from personalization.embedder import Embedder
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from service.settings import Settings
+from service.threads import apply_thread_settings
 from store.changes import ChangeLogReader
 from store.db import create_db_engine, migrate
 from store.edits import EditRepository
@@ -55,6 +57,7 @@ class Ports:
     aggregator: PreferenceAggregator
     importer: ProfileImporter
     rate_limiter: KeyRateLimiter | None
+    embed_batcher: BatchingEmbedder | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _snapshotter: threading.Thread | None = None
 
@@ -76,6 +79,8 @@ class Ports:
         if self._snapshotter is not None:
             self._snapshotter.join(timeout=10)
         self.index.snapshot()
+        if self.embed_batcher is not None:
+            self.embed_batcher.close()
         self.engine.dispose()
 
 
@@ -122,7 +127,15 @@ def build_ports(
         from personalization.embedder import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
-    embedder = AdmittedEmbedder(embedder, max_waiting=settings.embed_max_waiting)
+    apply_thread_settings(settings)
+    batcher = BatchingEmbedder(
+        embedder,
+        max_batch=settings.embed_batch_size,
+        max_wait_s=settings.embed_batch_wait_ms / 1000,
+    )
+    embedder = AdmittedEmbedder(
+        batcher, max_waiting=settings.embed_max_waiting, throughput=batcher.sentences_per_second
+    )
     model = backend or build_backend(settings)
     keys = KeyRepository(engine)
     users = UserRepository(engine)
@@ -184,4 +197,5 @@ def build_ports(
             if settings.rate_limit_per_minute
             else None
         ),
+        embed_batcher=batcher,
     )
