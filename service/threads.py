@@ -3,8 +3,12 @@
 Left alone, each library starts one thread per visible core, and on a small or
 shared container they fight: one MiniLM call took 0.6 s with the defaults and 0.02 s
 with one OpenMP thread on a loaded 2-core machine, and FAISS over 10 vectors 8 ms
-against 0.05 ms. The defaults (torch min(cores, 2), FAISS 1) suit a small container;
-FAISS searches one user's few vectors, where threads only add overhead."""
+against 0.05 ms. The defaults suit a small container: torch gets min(cores - 1, 2)
+threads (at least 1), leaving a core to the Python that parses requests, reads SQL and
+composes the answer while a forward pass runs (an OpenMP team as wide as the machine
+stalls at every barrier when one of its threads is preempted: on the shared 2-core
+machine, 2 torch threads gave 1 call/s where 1 thread gave 16); FAISS gets 1, since it
+searches one user's few vectors, where threads only add overhead."""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ def available_cores() -> int:
 
 
 def thread_counts(settings: Settings) -> ThreadCounts:
-    torch_threads = settings.torch_threads or min(available_cores(), 2)
+    torch_threads = settings.torch_threads or max(1, min(available_cores() - 1, 2))
     return ThreadCounts(
         torch=torch_threads,
         omp=settings.omp_threads or torch_threads,
