@@ -231,3 +231,39 @@ def test_real_minilm_gives_the_same_vectors_batched_as_alone() -> None:
     batcher.close()
     assert list(batcher.batch_sizes) == [1, len(texts) - 1]  # the rest shared one pass
     np.testing.assert_allclose(batched, alone, atol=1e-5, rtol=0)
+
+
+def test_concurrent_turns_over_http_share_a_pass_and_score_as_alone(start_app: Any) -> None:
+    """Turns queued behind a blocked pass share the next one, and each turn's scores
+    are those it gets alone afterwards: no caller received another's vector."""
+    inner = Recording()
+    api = start_app(embedder=inner, embed_batch_wait_ms=0)
+    h = api.tenant()
+    turns = {
+        "alice": "a dinner recipe with lentils tonight",
+        "bob": "a python function that merges sorted lists",
+        "carol": "three days of temples in kyoto",
+    }
+    for user in turns:
+        api.user(h, user)
+        api.instruction(h, user, text="Give quantities in grams", applies_when="recipes dinner")
+        api.instruction(h, user, text="Add type hints", applies_when="python function code")
+        api.instruction(h, user, text="One stop per line", applies_when="trip kyoto temples")
+    batcher = api.client.app.state.ports.embed_batcher
+
+    def scores(user: str) -> list[tuple[str, float, str]]:
+        body = api.context(h, user, turns[user])
+        return [(i["text"], i["score"], i["reason"]) for i in body["instructions"]]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        blocked = pool.submit(api.context, h, "alice", "block")
+        assert inner.entered.wait(5)
+        futures = {user: pool.submit(scores, user) for user in turns}
+        wait_until(lambda: batcher.waiting() == len(turns))
+        inner.release.set()
+        together = {user: f.result(10) for user, f in futures.items()}
+        blocked.result(10)
+    assert sorted(inner.batches[-1]) == sorted(turns.values())  # one pass for the three
+    alone = {user: scores(user) for user in turns}
+    assert together == alone
+    assert all(together[user] for user in turns)  # each turn selected something
