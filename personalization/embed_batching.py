@@ -6,7 +6,9 @@ hand their texts to one worker and block on a future; the worker takes everythin
 waiting at that moment (up to `max_batch` texts), runs ONE forward pass and gives each
 caller its own rows. Under load, batches form by themselves while the previous pass
 runs; `max_wait_s` lets the worker linger a few milliseconds for company, but only
-when the previous batch had company, so a lone caller never pays for it."""
+when the previous batch had company, so a lone caller never pays for it. A caller
+that finds the model idle and no sign of load runs its pass in its own thread; one
+pass runs at a time either way."""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ class BatchingEmbedder:
         self._queue: deque[_Request] = deque()
         self._wakeup = threading.Condition()
         self._closed = False
+        self._busy = False  # a pass is running (in the worker or in a caller's thread)
         self._last_batch_calls = 0
         self._rate: float | None = None
         self.batch_sizes: deque[int] = deque(maxlen=1024)  # texts per pass, newest last
@@ -68,8 +71,20 @@ class BatchingEmbedder:
         with self._wakeup:
             if self._closed:
                 raise NotReady("the embedder is shutting down", code="embedder_closed")
-            self._queue.append(request)
-            self._wakeup.notify()
+            # Idle, and no sign of load: run the pass in the caller's own thread, which
+            # spares two thread hand-offs (each a scheduler wait on a busy machine).
+            inline = not self._busy and not self._queue and self._last_batch_calls <= 1
+            if inline:
+                self._busy = True
+                self._last_batch_calls = 1
+            else:
+                self._queue.append(request)
+                self._wakeup.notify_all()
+        if inline:
+            try:
+                self._compute([request])
+            finally:
+                self._release()
         return request.future.result()
 
     def waiting(self) -> int:
@@ -89,16 +104,26 @@ class BatchingEmbedder:
             self._wakeup.notify_all()
         self._worker.join(timeout_s)
 
+    def _release(self) -> None:
+        with self._wakeup:
+            self._busy = False
+            self._wakeup.notify_all()
+
     def _run(self) -> None:
         while (batch := self._collect()) is not None:
-            self._compute(batch)
+            try:
+                self._compute(batch)
+            finally:
+                self._release()
 
     def _collect(self) -> list[_Request] | None:
+        """The next batch, once no pass is running; None when closed and drained."""
         with self._wakeup:
-            while not self._queue and not self._closed:
+            while self._busy or not self._queue:
+                if self._closed and not self._queue:
+                    return None
                 self._wakeup.wait()
-            if not self._queue:
-                return None  # closed and drained
+            self._busy = True
             batch = [self._queue.popleft()]
             size = len(batch[0].texts)
             linger = self._max_wait_s if self._last_batch_calls > 1 and not self._closed else 0.0

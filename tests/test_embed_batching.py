@@ -28,11 +28,13 @@ class Recording(HashingEmbedder):
     def __init__(self) -> None:
         super().__init__()
         self.batches: list[list[str]] = []
+        self.threads: list[str] = []  # the thread that ran each pass
         self.entered = threading.Event()
         self.release = threading.Event()
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         self.batches.append(list(texts))
+        self.threads.append(threading.current_thread().name)
         if "block" in texts:
             self.entered.set()
             self.release.wait(10)
@@ -119,6 +121,7 @@ def test_the_worker_lingers_for_company_only_under_load(inner: Recording) -> Non
     start = time.perf_counter()
     batcher.embed(["alone"])
     assert time.perf_counter() - start < 1.0
+    assert inner.threads == [threading.current_thread().name]  # idle: ran in the caller
     pool, futures = queue_behind_a_blocked_pass(batcher, inner, [["x"], ["y"]])
     inner.release.set()
     for f in futures:
@@ -132,6 +135,7 @@ def test_the_worker_lingers_for_company_only_under_load(inner: Recording) -> Non
     pool.shutdown()
     batcher.close()
     assert sorted(inner.batches[-1]) == ["first", "second"]
+    assert inner.threads[-2:] == ["tailor-embed", "tailor-embed"]  # the worker's passes
 
 
 def test_an_error_reaches_every_caller_of_the_batch_and_the_worker_survives(
