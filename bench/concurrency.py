@@ -12,7 +12,10 @@ embedder alone can do. Prints a table; asserts nothing.
    server's CPU (cores busy) and the machine's load average.
 
     .venv/bin/python bench/concurrency.py --users 100 --instructions 100 --duration 10
-    .venv/bin/python bench/concurrency.py --server-root /path/to/another/checkout
+    .venv/bin/python bench/concurrency.py --server-root /old/checkout --server-root .
+
+With several --server-root, each gets its own server and data, and the levels
+interleave (old c1, new c1, old c8, ...), so a shared machine's load hits both alike.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +199,74 @@ def run_wrk(
     return result
 
 
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    base: str
+    script: Path
+    fill_rate: float = 0.0
+    rows: list[tuple[float, ...]] = field(default_factory=list)
+
+
+def launch(name: str, root: Path, extra: dict[str, str], args: argparse.Namespace) -> Server:
+    """Starts a server on a fresh data folder, waits for /readyz, fills it over HTTP."""
+    data = Path(tempfile.mkdtemp(prefix="tailor-bench-conc-"))
+    port = free_port()
+    process = start_server(root, data, port, extra)
+    base = f"http://127.0.0.1:{port}"
+    server = Server(name, process, base, data / "context.lua")
+    client = httpx.Client(base_url=base, timeout=120)
+    deadline = time.monotonic() + 300
+    while True:
+        if process.poll() is not None:
+            sys.exit(f"server exited; see {data / 'server.log'}")
+        try:
+            if client.get("/readyz").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit("server not ready after 300 s")
+        time.sleep(0.2)
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    created = client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
+    key = created.json()["api_key"]["key"]
+    client.headers["Authorization"] = f"Bearer {key}"
+    print(f"{name}: filling {args.users} users x {args.instructions} instructions", flush=True)
+    server.fill_rate = fill(client, args.users, args.instructions, args.fill_workers)
+    lua_queries = "{" + ", ".join(json.dumps(q) for q in QUERIES) + "}"
+    server.script.write_text(LUA % {"users": args.users, "key": key, "queries": lua_queries})
+    return server
+
+
+def measure(wrk: str, server: Server, level: int, seconds: float) -> None:
+    pid = server.process.pid
+    cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
+    r = run_wrk(wrk, server.script, server.base, "/v1/users/user-0/context", level, seconds)
+    cores = (cpu_seconds(pid) - cpu_before) / (time.perf_counter() - wall_before)
+    good = r["requests"] - r["n429"] - r["other_status"]
+    server.rows.append(
+        (
+            level,
+            good / (r["duration_us"] / 1e6),
+            r["p50_us"] / 1000,
+            r["p99_us"] / 1000,
+            r["n429"],
+            r["requests"],
+            r["other_status"] + r["socket_errors"],
+            cores,
+            os.getloadavg()[0],
+        )
+    )
+    print(f"  {server.name}, concurrency {level}: done", flush=True)
+
+
+def ceilings(seconds: float) -> dict[int, tuple[float, float]]:
+    options = sorted({1, min(len(os.sched_getaffinity(0)), 2)})
+    return {t: embedder_ceiling(seconds, t) for t in options}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -206,96 +278,61 @@ def main() -> None:
     parser.add_argument("--fill-workers", type=int, default=16)
     parser.add_argument("--ceiling-seconds", type=float, default=4)
     parser.add_argument(
-        "--server-root", type=Path, default=ROOT, help="checkout whose server is measured"
+        "--server-root",
+        type=Path,
+        action="append",
+        help="checkout whose server is measured (repeat to compare; levels interleave)",
     )
     parser.add_argument(
-        "--server-env", action="append", default=[], help="NAME=VALUE for the server"
+        "--server-env", action="append", default=[], help="NAME=VALUE for every server"
     )
     args = parser.parse_args()
+    roots = [r.resolve() for r in (args.server_root or [ROOT])]
+    extra = dict(item.split("=", 1) for item in args.server_env)
 
     wrk = ensure_wrk()
     load_before = os.getloadavg()[0]
-    thread_options = sorted({1, min(len(os.sched_getaffinity(0)), 2)})
-    rates = {t: embedder_ceiling(args.ceiling_seconds, t) for t in thread_options}
-    torch_threads = max(rates, key=lambda t: rates[t][1])
-    ceiling = rates[torch_threads][1]
-    data = Path(tempfile.mkdtemp(prefix="tailor-bench-conc-"))
-    port = free_port()
-    extra = dict(item.split("=", 1) for item in args.server_env)
-    server = start_server(args.server_root.resolve(), data, port, extra)
-    base = f"http://127.0.0.1:{port}"
+    before = ceilings(args.ceiling_seconds)
+    servers: list[Server] = []
     try:
-        client = httpx.Client(base_url=base, timeout=120)
-        deadline = time.monotonic() + 300
-        while True:
-            if server.poll() is not None:
-                sys.exit(f"server exited; see {data / 'server.log'}")
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                sys.exit("server not ready after 300 s")
-            time.sleep(0.2)
-        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        created = client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
-        key = created.json()["api_key"]["key"]
-        client.headers["Authorization"] = f"Bearer {key}"
-        print(f"filling {args.users} users x {args.instructions} instructions ...", flush=True)
-        fill_rate = fill(client, args.users, args.instructions, args.fill_workers)
-        script = data / "context.lua"
-        lua_queries = "{" + ", ".join(json.dumps(q) for q in QUERIES) + "}"
-        script.write_text(LUA % {"users": args.users, "key": key, "queries": lua_queries})
-        run_wrk(wrk, script, base, "/v1/users/user-0/context", 8, 3)  # warm-up
-        rows = []
+        for root in roots:
+            servers.append(launch(str(root), root, extra, args))
+        for server in servers:
+            run_wrk(wrk, server.script, server.base, "/v1/users/user-0/context", 8, 3)  # warm-up
         for level in [int(x) for x in args.levels.split(",")]:
-            cpu_before, wall_before = cpu_seconds(server.pid), time.perf_counter()
-            r = run_wrk(wrk, script, base, "/v1/users/user-0/context", level, args.duration)
-            cores = (cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - wall_before)
-            seconds = r["duration_us"] / 1e6
-            good = r["requests"] - r["n429"] - r["other_status"]
-            rows.append(
-                (
-                    level,
-                    good / seconds,
-                    r["p50_us"] / 1000,
-                    r["p99_us"] / 1000,
-                    int(r["n429"]),
-                    int(r["requests"]),
-                    int(r["other_status"] + r["socket_errors"]),
-                    cores,
-                    os.getloadavg()[0],
-                )
-            )
-            print(f"  concurrency {level}: done", flush=True)
+            for server in servers:
+                measure(wrk, server, level, args.duration)
     finally:
-        server.terminate()
-        server.wait(30)
+        for server in servers:
+            server.process.terminate()
+            server.process.wait(30)
+    after = ceilings(args.ceiling_seconds)
 
     print(
         f"\n/context over HTTP (wrk), {args.users} users x {args.instructions} instructions, "
-        f"{args.duration:g} s per level, server {args.server_root.resolve()}"
+        f"{args.duration:g} s per level; load average at start {load_before:.1f}, "
+        f"{len(os.sched_getaffinity(0))} cores"
     )
-    for t, (one, batched) in rates.items():
+    for t in before:
         print(
-            f"embedder alone, torch threads {t}: {one:.0f} single calls/s, "
-            f"{batched:.0f} sentences/s in batches of 32"
+            f"embedder alone, torch threads {t}: {before[t][0]:.0f} / {after[t][0]:.0f} single "
+            f"calls/s, {before[t][1]:.0f} / {after[t][1]:.0f} sentences/s in batches of 32 "
+            "(before / after the load)"
         )
-    print(
-        f"ceiling (the better of those): {ceiling:.0f} sentences/s; "
-        f"fill over HTTP: {fill_rate:.0f} writes/s; load average before: {load_before:.1f}"
-    )
+    ceiling = max((before[t][1] + after[t][1]) / 2 for t in before)
+    print(f"ceiling (the better thread count, mean of before and after): {ceiling:.0f} sentences/s")
     header = (
         f"{'conc':>5}{'turns/s':>9}{'÷ ceiling':>11}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'429s':>13}{'failed':>8}{'srv CPU':>9}{'load':>6}"
     )
-    print(header)
-    for level, rate, p50, p99, n429, total, failed, cores, load in rows:
-        print(
-            f"{level:>5}{rate:>9.0f}{rate / ceiling:>11.2f}{p50:>9.1f}{p99:>9.1f}"
-            f"{f'{n429}/{total}':>13}{failed:>8}{cores:>9.2f}{load:>6.1f}"
-        )
+    for server in servers:
+        print(f"\nserver {server.name} (fill over HTTP: {server.fill_rate:.0f} writes/s)")
+        print(header)
+        for level, rate, p50, p99, n429, total, failed, cores, load in server.rows:
+            print(
+                f"{level:>5.0f}{rate:>9.0f}{rate / ceiling:>11.2f}{p50:>9.1f}{p99:>9.1f}"
+                f"{f'{n429:.0f}/{total:.0f}':>13}{failed:>8.0f}{cores:>9.2f}{load:>6.1f}"
+            )
 
 
 if __name__ == "__main__":
