@@ -64,7 +64,10 @@ class Settings(BaseSettings):
         2.0, ge=0, le=100, description="longest wait for more texts to join a batch (under load)"
     )
     torch_threads: int | None = Field(
-        None, ge=1, le=256, description="torch intra-op threads; default min(cores - 1, 2), at least 1"
+        None,
+        ge=1,
+        le=256,
+        description="torch intra-op threads; default min(cores - 1, 2), at least 1",
     )
     omp_threads: int | None = Field(
         None,
