@@ -120,6 +120,7 @@ def build_ports(
 ) -> Ports:
     engine = create_db_engine(settings.sqlalchemy_url)
     migrate(engine)
+    apply_thread_settings(settings, load_torch=embedder is None)
     if embedder is None and settings.embedder_factory:
         module, _, name = settings.embedder_factory.partition(":")
         embedder = getattr(importlib.import_module(module), name)()
@@ -127,7 +128,6 @@ def build_ports(
         from personalization.embedder import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
-    apply_thread_settings(settings)
     batcher = BatchingEmbedder(
         embedder,
         max_batch=settings.embed_batch_size,

@@ -48,18 +48,22 @@ def thread_counts(settings: Settings) -> ThreadCounts:
     )
 
 
-def apply_thread_settings(settings: Settings) -> ThreadCounts:
+def apply_thread_settings(settings: Settings, *, load_torch: bool = False) -> ThreadCounts:
     """OMP/MKL/OpenBLAS variables where the environment does not set them (they count
     for libraries loaded after this, and for child processes); the BLAS pools already
     loaded (numpy's OpenBLAS), through threadpoolctl; torch's intra-op pool if torch is
-    loaded (a fake embedder does not load it); FAISS's OpenMP pool."""
+    loaded or `load_torch` (a fake embedder does not need it); FAISS's OpenMP pool.
+
+    Call it before the model runs anything: torch keeps the count per thread, and a
+    thread that already ran a parallel op keeps the count it had (other threads pick
+    up the new one on their first op)."""
     from threadpoolctl import threadpool_limits
 
     counts = thread_counts(settings)
     for variable in _OMP_VARIABLES:
         os.environ.setdefault(variable, str(counts.omp))
     threadpool_limits(limits=counts.omp, user_api="blas")
-    if "torch" in sys.modules:
+    if load_torch or "torch" in sys.modules:
         import torch
 
         torch.set_num_threads(counts.torch)

@@ -4,6 +4,7 @@ applied to torch, FAISS and the BLAS pools at start."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import faiss
@@ -45,6 +46,11 @@ def test_applied_to_faiss_torch_and_the_environment(monkeypatch: pytest.MonkeyPa
         blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
         assert blas and all(pool["num_threads"] == 1 for pool in blas)
         assert torch.get_num_threads() == 1  # loaded, so its pool is set
+        seen: list[int] = []
+        fresh = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        fresh.start()
+        fresh.join()
+        assert seen == [1]  # a thread started later (the batcher, a request) follows
     finally:
         faiss.omp_set_num_threads(before)
         torch.set_num_threads(torch_before)
