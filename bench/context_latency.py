@@ -31,6 +31,7 @@ from personalization.messages import ChatMessage
 from service.app import create_app
 from service.ports import Ports
 from service.settings import Settings
+from service.threads import apply_thread_settings
 
 TOPICS = [
     ("recipes and cooking", "Give quantities in grams"),
@@ -86,7 +87,6 @@ def main() -> None:
     args = parser.parse_args()
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    embedder = SentenceTransformerEmbedder()
     data = Path(tempfile.mkdtemp(prefix="tailor-bench-"))
     port = free_port()
     settings = Settings(
@@ -95,6 +95,10 @@ def main() -> None:
         admin_token="bench-admin-token-" + "x" * 20,
         rate_limit_per_minute=0,
     )
+    # here, before the model loads: torch keeps a thread count per thread, and this
+    # thread makes the bare and in-process calls
+    apply_thread_settings(settings, load_torch=True)
+    embedder = SentenceTransformerEmbedder()
     app = create_app(settings, embedder=embedder)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

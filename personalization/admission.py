@@ -8,18 +8,30 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from personalization.embedder import Embedder, Vectors
 from store.errors import Overloaded
 
 
 class AdmittedEmbedder:
-    """At most `max_waiting` embedding calls running or queued; one more gets 429."""
+    """At most `max_waiting` embedding calls running or queued; one more gets 429
+    `embedder_busy` with a Retry-After of the time the queue takes to drain: the texts
+    in flight over `throughput` (texts/s, measured by the batcher), at least 1 s."""
 
-    def __init__(self, embedder: Embedder, *, max_waiting: int) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_waiting: int,
+        throughput: Callable[[], float | None] | None = None,
+    ) -> None:
         self._embedder = embedder
-        self._slots = threading.BoundedSemaphore(max_waiting)
+        self._max_waiting = max_waiting
+        self._throughput = throughput
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._texts = 0
 
     @property
     def model_id(self) -> str:
@@ -30,12 +42,28 @@ class AdmittedEmbedder:
         return self._embedder.dim
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if not self._slots.acquire(blocking=False):
-            raise Overloaded("the embedder is saturated; retry shortly", code="embedder_busy")
+        count = len(texts)
+        with self._lock:
+            if self._calls >= self._max_waiting:
+                raise Overloaded(
+                    "the embedder is saturated; retry shortly",
+                    code="embedder_busy",
+                    retry_after=self._drain_seconds(self._texts),
+                )
+            self._calls += 1
+            self._texts += count
         try:
             return self._embedder.embed(texts)
         finally:
-            self._slots.release()
+            with self._lock:
+                self._calls -= 1
+                self._texts -= count
+
+    def _drain_seconds(self, texts: int) -> int:
+        rate = self._throughput() if self._throughput is not None else None
+        if not rate or rate <= 0:
+            return 1
+        return max(1, math.ceil(texts / rate))
 
 
 class KeyRateLimiter:

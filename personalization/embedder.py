@@ -55,8 +55,9 @@ class SentenceTransformerEmbedder:
         if dim is None:
             raise ValueError(f"{model_id} does not report an embedding dimension")
         self._dim = int(dim)
-        # torch releases the GIL while it computes; one call at a time keeps the two
-        # cores from fighting over threads when several requests arrive together.
+        # torch releases the GIL while it computes; one call at a time keeps the cores
+        # from fighting over threads. In the service one worker makes every call
+        # (personalization/embed_batching.py), so the lock only guards direct users.
         self._lock = threading.Lock()
 
     @property

@@ -18,11 +18,13 @@ from personalization.cipher import CipherRetriever, PreferenceAggregator
 from personalization.context import ContextBuilder
 from personalization.edit_worker import EditWorker
 from personalization.edits import EditService
+from personalization.embed_batching import BatchingEmbedder
 from personalization.embedder import Embedder
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from personalization.provenance import TurnRecorder
 from service.settings import Settings
+from service.threads import apply_thread_settings
 from store.changes import ChangeLogReader
 from store.db import create_db_engine, migrate
 from store.edits import EditRepository
@@ -60,6 +62,7 @@ class Ports:
     rate_limiter: KeyRateLimiter | None
     turns: TurnRepository
     turn_recorder: TurnRecorder
+    embed_batcher: BatchingEmbedder | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -94,6 +97,8 @@ class Ports:
         for thread in self._threads:
             thread.join(timeout=10)
         self.index.snapshot()
+        if self.embed_batcher is not None:
+            self.embed_batcher.close()
         self.engine.dispose()
 
 
@@ -133,6 +138,7 @@ def build_ports(
 ) -> Ports:
     engine = create_db_engine(settings.sqlalchemy_url)
     migrate(engine)
+    apply_thread_settings(settings, load_torch=embedder is None)
     if embedder is None and settings.embedder_factory:
         module, _, name = settings.embedder_factory.partition(":")
         embedder = getattr(importlib.import_module(module), name)()
@@ -140,7 +146,14 @@ def build_ports(
         from personalization.embedder import SentenceTransformerEmbedder
 
         embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
-    embedder = AdmittedEmbedder(embedder, max_waiting=settings.embed_max_waiting)
+    batcher = BatchingEmbedder(
+        embedder,
+        max_batch=settings.embed_batch_size,
+        max_wait_s=settings.embed_batch_wait_ms / 1000,
+    )
+    embedder = AdmittedEmbedder(
+        batcher, max_waiting=settings.embed_max_waiting, throughput=batcher.sentences_per_second
+    )
     model = backend or build_backend(settings)
     keys = KeyRepository(engine)
     users = UserRepository(engine)
@@ -220,4 +233,5 @@ def build_ports(
         turn_recorder=TurnRecorder(
             turns, keep=settings.turns_kept, keep_message=settings.turns_keep_message
         ),
+        embed_batcher=batcher,
     )

@@ -79,8 +79,27 @@ class Settings(BaseSettings):
         600, ge=0, description="requests per API key per minute (bursts too); 0 = off"
     )
     embed_max_waiting: int = Field(
-        32, ge=1, le=4096, description="embedding calls running or queued before 429"
+        256, ge=1, le=4096, description="embedding calls running or queued before 429"
     )
+    embed_batch_size: int = Field(
+        32, ge=1, le=256, description="most texts in one forward pass of the embedder"
+    )
+    embed_batch_wait_ms: float = Field(
+        2.0, ge=0, le=100, description="longest wait for more texts to join a batch (under load)"
+    )
+    torch_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="torch intra-op threads; default min(cores - 1, 2), at least 1",
+    )
+    omp_threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="OMP/MKL/OpenBLAS threads where not set in the environment; default torch's",
+    )
+    faiss_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")
     idempotency_ttl_s: float = Field(

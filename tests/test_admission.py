@@ -88,4 +88,4 @@ def test_saturated_embedder_is_a_429_over_http(start_app: Any) -> None:
     blocked.join(10)
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "embedder_busy"
-    assert response.headers["retry-after"] == "2"
+    assert int(response.headers["retry-after"]) >= 1  # queue depth over throughput
