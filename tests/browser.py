@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,12 +14,11 @@ from typing import Any, NoReturn
 
 import httpx
 import pytest
-import uvicorn
 
 from service.app import create_app
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.fakes import HashingEmbedder, RuleBackend
-from tests.server_process import free_port
+from tests.server_process import InThreadServer, free_port
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser")
 
@@ -51,26 +49,14 @@ class LiveServer:
             data_dir, public_url=self.base, rate_limit_per_minute=0, port=self.port
         )
         app = create_app(settings, embedder=HashingEmbedder(), backend=RuleBackend())
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._server = InThreadServer(app, self.port)
         self.http = httpx.Client(base_url=self.base, timeout=30)
 
     def start(self) -> None:
-        self._thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if self.http.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("live server not ready")
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=30)
+        self._server.stop()
         self.http.close()
 
     def tenant(self, name: str = "browser-app") -> dict[str, str]:

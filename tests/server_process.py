@@ -1,5 +1,5 @@
 """A real `tailor serve` process on a loopback port, for tests that need the whole
-thing: the CLI, uvicorn, real HTTP."""
+thing: the CLI, uvicorn, real HTTP; or an app object served in a thread of the test."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import uvicorn
 
 
 def free_port() -> int:
@@ -58,3 +61,32 @@ def stop(proc: subprocess.Popen[bytes]) -> str:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
     return out.decode()
+
+
+class InThreadServer:
+    """An app object served by uvicorn on a loopback port in a thread of this process:
+    real HTTP and keep-alive, with the app's fakes still reachable from the test."""
+
+    def __init__(self, app: Any, port: int | None = None, log_level: str = "warning") -> None:
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level=log_level)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self, timeout: float = 60.0) -> str:
+        """Serve, and return the base URL once /readyz answers 200."""
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/readyz", timeout=2).status_code == 200:
+                    return self.base
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"in-thread server not ready after {timeout}s")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)

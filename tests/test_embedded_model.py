@@ -5,9 +5,6 @@ writes weak text, so these check structure and the call path, not wording."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,6 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from personalization.backends import GenerationSettings
 from personalization.backends.llama_cpp import SMOLLM2_ID, LlamaCppBackend, packaged_smollm2_path
@@ -24,6 +20,7 @@ from personalization.embedder import SentenceTransformerEmbedder
 from personalization.messages import ChatMessage
 from service.app import create_app
 from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.server_process import InThreadServer, free_port
 
 pytestmark = pytest.mark.slow
 SHORT = GenerationSettings(max_tokens=24, temperature=0.0, seed=7)
@@ -44,23 +41,11 @@ def test_packaged_gguf_loads_and_generates() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     settings = make_settings(Path(tmp_path_factory.mktemp("embedded")), port=port)
     app = create_app(settings, embedder=SentenceTransformerEmbedder())  # default backend
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
+    uv = InThreadServer(app, port)
+    base = uv.start(timeout=120)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     key = httpx.post(f"{base}/v1/tenants", json={"name": "t"}, headers=admin).json()["api_key"][
         "key"
@@ -74,8 +59,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     ).raise_for_status()
     bound = httpx.post(f"{base}/v1/keys", json={"user_id": "sam"}, headers=h).json()["key"]
     yield {"base": base, "key": key, "bound": bound}
-    uv.should_exit = True
-    thread.join(timeout=10)
+    uv.stop()
 
 
 def test_openai_client_chat_with_the_embedded_model(server: dict[str, Any]) -> None:

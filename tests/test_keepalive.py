@@ -4,21 +4,19 @@ request). One httpx.Client over a real socket to a real uvicorn server."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from personalization.backends import Completion, Delta, GenerationSettings
 from personalization.messages import ChatMessage
 from service.app import create_app
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbedder, RecordingBackend
-from tests.server_process import free_port
+from tests.server_process import InThreadServer
 
 
 class ExplodingBackend(RecordingBackend):
@@ -40,24 +38,9 @@ def base_url(tmp_path: Path) -> Iterator[str]:
         embedder=HashingEmbedder(),
         backend=ExplodingBackend(),
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=10)
+    server = InThreadServer(app)
+    yield server.start(timeout=30)
+    server.stop()
 
 
 def _local_port(response: httpx.Response) -> int:

@@ -10,30 +10,25 @@ the rule itself."""
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.app import create_app
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.fakes import HashingEmbedder, RuleBackend
+from tests.server_process import InThreadServer, free_port
 
 CASES = int(os.environ.get("TAILOR_FUZZ_CASES", "150"))  # per operation
 
 
 def _serve() -> tuple[str, dict[str, str]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     import tempfile
 
     data = Path(tempfile.mkdtemp(prefix="tailor-fuzz-"))
@@ -44,16 +39,7 @@ def _serve() -> tuple[str, dict[str, str]]:
         embedder=HashingEmbedder(),
         backend=RuleBackend(),
     )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    threading.Thread(target=server.run, daemon=True).start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.05)
+    base = InThreadServer(app, port, log_level="critical").start(timeout=30)
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     key = httpx.post(f"{base}/v1/tenants", json={"name": "fuzz"}, headers=admin).json()["api_key"][
         "key"
