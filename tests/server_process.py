@@ -33,20 +33,40 @@ def env(data: Path, port: int) -> dict[str, str]:
     }
 
 
+# The server's output goes to a file beside its data folder, never to a pipe: nobody
+# reads a pipe while the test runs, and once its buffer is full the server's next log
+# line (uvicorn logs every request) blocks its event loop.
+_LOGS: dict[int, tuple[Path, int]] = {}  # pid -> (log file, where this start began)
+
+
 def serve(data: Path, port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", "serve"],
-        env=env(data, port),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    log = data.with_name(f"{data.name}-serve.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        start = out.tell()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "serve"],
+            env=env(data, port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    _LOGS[proc.pid] = (log, start)
+    return proc
+
+
+def output(proc: subprocess.Popen[bytes]) -> str:
+    """What this server process has printed so far."""
+    log, start = _LOGS[proc.pid]
+    with open(log, "rb") as f:
+        f.seek(start)
+        return f.read().decode(errors="replace")
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(proc.stdout.read().decode() if proc.stdout else "server exited")
+            raise AssertionError(output(proc) or "server exited")
         try:
             response = httpx.get(f"{base}/readyz", timeout=2)
             if response.status_code == 200:
@@ -59,8 +79,8 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 120) -
 
 def stop(proc: subprocess.Popen[bytes]) -> str:
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    return out.decode()
+    proc.wait(timeout=60)
+    return output(proc)
 
 
 class InThreadServer:
