@@ -230,7 +230,7 @@ class InstructionRepository:
         embeddings: InstructionEmbeddings,
     ) -> Instruction:
         with Session(self._engine, expire_on_commit=False) as session:
-            row = _first_version(scope, text, applies_when, always_on, source, embeddings)
+            row = first_version(scope, text, applies_when, always_on, source, embeddings)
             session.add(row)
             record_user_change(session, scope, "instruction", row.instruction_id, "created", 1)
             session.commit()
@@ -264,7 +264,7 @@ class InstructionRepository:
             )
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session:
-            row = _first_version(
+            row = first_version(
                 scope,
                 preference.text,
                 applies_when,
@@ -491,7 +491,7 @@ class InstructionRepository:
             yield from session.execute(query).tuples()
 
 
-def _first_version(
+def first_version(
     scope: UserScope,
     text: str,
     applies_when: str | None,

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 
 from store.changes import record_user_change
 from store.edits import check_queue, lock_tenant_queue
-from store.instructions import InstructionEmbeddings, set_applicability
+from store.instructions import InstructionEmbeddings, first_version
 from store.models import (
     Edit,
     ImportedItem,
@@ -145,7 +145,7 @@ def restore_profile(
         lock_tenant_queue(session, scope.tenant_id)  # also serialises imports per tenant
         out = _Writer(session, scope, _imported(session, scope))
         instructions = [
-            _instruction(out, plan, item)
+            _instruction(out, item)
             for item in plan.instructions
             if out.wanted(INSTRUCTION, item.source_id)
         ]
@@ -169,23 +169,13 @@ def restore_profile(
         )
 
 
-def _instruction(out: _Writer, plan: RestorePlan, item: RestoredInstruction) -> Instruction:
-    row = Instruction(
-        instruction_id=uuid.uuid4(),
-        tenant_id=out.scope.tenant_id,
-        user_id=out.scope.user_id,
-        text=item.text,
-        applies_when=item.applies_when,
-        always_on=item.always_on,
-        status=item.status,
-        source=item.source,
-        created_by_key=out.scope.key_id,
-        embedding_model=plan.model,
-        embedding_dim=plan.dim,
-        text_embedding=item.embeddings.text,
-        condition_embedding=item.embeddings.condition,
+def _instruction(out: _Writer, item: RestoredInstruction) -> Instruction:
+    """The same first version a create writes (keys and applicability included), with
+    the exported status (a disabled item comes back disabled, as version 1)."""
+    row = first_version(
+        out.scope, item.text, item.applies_when, item.always_on, item.source, item.embeddings
     )
-    set_applicability(row, item.embeddings, None)
+    row.status = item.status
     out.session.add(row)
     record_user_change(out.session, out.scope, INSTRUCTION, row.instruction_id, "imported", 1)
     out.remember(INSTRUCTION, item.source_id, row.instruction_id)
