@@ -154,6 +154,18 @@ def get_user_scope(scope: ScopeDep, users: UsersDep, user_id: UserIdPath) -> Use
 UserScopeDep = Annotated[UserScope, Depends(get_user_scope)]
 
 
+def get_turn_user_scope(
+    scope: ScopeDep, users: UsersDep, settings: SettingsDep, user_id: UserIdPath
+) -> UserScope:
+    """A chat turn's user: created on first use where TAILOR_CREATE_USERS_ON_CHAT is on."""
+    if settings.create_users_on_chat:
+        return users.resolve_or_create(scope, user_id)
+    return users.resolve(scope, user_id)
+
+
+TurnUserScopeDep = Annotated[UserScope, Depends(get_turn_user_scope)]
+
+
 def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
     token = settings.admin_token
     if token is None:

@@ -459,6 +459,8 @@ class ChatMessageIn(BaseModel):
     tool_call_id: str | None = Field(None, max_length=128)
     tool_calls: list[dict[str, Any]] | None = Field(None, max_length=64)
     refusal: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
+    function_call: dict[str, Any] | None = Field(None, description="deprecated by OpenAI")
+    audio: dict[str, Any] | None = Field(None, description="a previous audio answer's id")
 
     def text(self) -> str:
         if self.content is None:
@@ -568,9 +570,16 @@ class Health(BaseModel):
 # --- OpenAI-compatible chat -------------------------------------------------------------
 
 
+MAX_TOOLS = 128
+JsonObject = Annotated[dict[str, Any], Field(max_length=64)]
+
+
 class ChatCompletionRequest(Request):
-    """The OpenAI chat request. Penalties are accepted and ignored (the embedded model
-    does not take them); `n` must be 1."""
+    """The OpenAI chat request. Every documented OpenAI field is accepted: with an
+    OpenAI-compatible backend the fields Tailor does not use itself are forwarded
+    unchanged (`user` excepted: it names the end user to Tailor and stays here); the
+    embedded model honours what it can and answers 422 `unsupported_parameter` for the
+    rest. `n` must be 1."""
 
     model: str | None = Field(None, max_length=200, description="echoed; the backend decides")
     messages: list[ChatMessageIn] = Field(min_length=1, max_length=MAX_MESSAGES)
@@ -578,7 +587,9 @@ class ChatCompletionRequest(Request):
         None, pattern=USER_ID_PATTERN, description="end user; optional with a user-bound key"
     )
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: JsonObject | None = Field(
+        None, description='`{"include_usage": true}` ends the stream with a usage chunk'
+    )
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)
     temperature: float | None = Field(None, ge=0, le=2)
@@ -590,6 +601,40 @@ class ChatCompletionRequest(Request):
     n: int | None = Field(None, ge=1, le=1)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    tools: list[JsonObject] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | JsonObject | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: JsonObject | None = Field(
+        None, description="`text`, `json_object` or `json_schema` (with `json_schema.schema`)"
+    )
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    logit_bias: dict[str, float] | None = Field(None, max_length=300)
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] | None = Field(None, max_length=16)
+    store: bool | None = None
+    functions: list[JsonObject] | None = Field(
+        None, max_length=MAX_TOOLS, description="deprecated by OpenAI"
+    )
+    function_call: str | JsonObject | None = Field(
+        None, max_length=64, description="deprecated by OpenAI"
+    )
+    modalities: list[Annotated[str, Field(max_length=32)]] | None = Field(None, max_length=4)
+    audio: JsonObject | None = None
+    prediction: JsonObject | None = None
+    reasoning_effort: str | None = Field(None, max_length=32)
+    verbosity: str | None = Field(None, max_length=32)
+    service_tier: str | None = Field(None, max_length=32)
+    web_search_options: JsonObject | None = None
+    safety_identifier: str | None = Field(None, max_length=256)
+    prompt_cache_key: str | None = Field(None, max_length=256)
+    prompt_cache_retention: str | None = Field(None, max_length=32)
+    prompt_cache_options: JsonObject | None = None
+    moderation: JsonObject | None = None
+
+    def passthrough(self) -> dict[str, Any]:
+        """The fields the app set that Tailor does not consume itself, exactly as sent."""
+        sent = self.model_dump(mode="json", exclude_unset=True, exclude_none=True)
+        return {k: v for k, v in sent.items() if k not in _CONSUMED}
 
     model_config = ConfigDict(
         extra="forbid",
@@ -606,6 +651,11 @@ class ChatCompletionRequest(Request):
             ]
         },
     )
+
+
+# Read by Tailor itself, never forwarded: the messages go out with the profile block,
+# the backend names its own model, `user` is the end user's id in this app.
+_CONSUMED = frozenset({"model", "messages", "user", "stream", "n"})
 
 
 class ProfileItemUsed(BaseModel):
@@ -644,20 +694,44 @@ class TailorInfo(BaseModel):
 
 
 class AssistantMessage(BaseModel):
+    """The model's message as its server sent it: other members (`audio`,
+    `annotations`, ...) come back too."""
+
+    model_config = ConfigDict(extra="allow")
+
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
+    refusal: str | None = None
 
 
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
+    logprobs: dict[str, Any] | None = None
     finish_reason: str
 
 
 class Usage(BaseModel):
+    """Token details the server reports (`prompt_tokens_details`, ...) come back too."""
+
+    model_config = ConfigDict(extra="allow")
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+class ModelPublic(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelPublic]
 
 
 class ChatCompletionResponse(BaseModel):

@@ -163,6 +163,11 @@ class Settings(BaseSettings):
     turns_keep_message: bool = Field(
         False, description="also keep each recorded turn's last user message (clipped)"
     )
+    create_users_on_chat: bool = Field(
+        False,
+        description="a chat turn (/v1/chat/completions or /context) for an unknown user "
+        "creates it; off: 404 user_not_found until POST /v1/users",
+    )
     generation_max_tokens: int = Field(256, ge=1, le=8192, description="default max_tokens")
     generation_temperature: float = Field(0.7, ge=0, le=2, description="default temperature")
 

@@ -3,6 +3,7 @@ and the key's user binding inside the query, so someone else's user reads as mis
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import sqlalchemy as sa
@@ -68,6 +69,20 @@ class UserRepository:
             external_id=user.external_id,
             key_id=scope.key_id,
         )
+
+    def resolve_or_create(self, scope: TenantScope, external_id: str) -> UserScope:
+        """For a tenant-wide key, an unknown user is created (the operator turned this on
+        for apps that never call POST /v1/users). Two first turns at once race on the
+        unique (tenant, external id) constraint; the loser reads the winner's row. A
+        user-bound key reaches its own user only, so for it a missing user stays 404."""
+        try:
+            return self.resolve(scope, external_id)
+        except NotFound:
+            if scope.bound_user_id is not None:
+                raise
+        with contextlib.suppress(Conflict):  # created by a concurrent first turn
+            self.create(scope, external_id)
+        return self.resolve(scope, external_id)
 
     def resolve_bound(self, scope: TenantScope) -> UserScope:
         """The user a user-bound key is bound to."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from personalization.backends import BackendFailed, Completion, Delta, GenerationSettings
+from personalization.backends.embedded_params import embedded_arguments
 from personalization.messages import ChatMessage
 
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1"
@@ -53,6 +54,7 @@ class LlamaCppBackend:
         self.n_ctx = n_ctx
         # One llama context serves one generation at a time.
         self._lock = threading.Lock()
+        self._formatter = _template_formatter(self._llm)
 
     @property
     def model_id(self) -> str:
@@ -61,44 +63,97 @@ class LlamaCppBackend:
     def _args(
         self, messages: Sequence[ChatMessage], settings: GenerationSettings
     ) -> dict[str, Any]:
+        """The template renders role and text only: a tool result reads as a `tool`
+        turn, an assistant's tool call as its (empty) text."""
         return {
-            "messages": [m.as_openai() for m in messages],
+            "messages": [m.as_text() for m in messages],
             "max_tokens": settings.max_tokens,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
             "stop": list(settings.stop) or None,
             "seed": settings.seed,
+            **embedded_arguments(settings.passthrough),
         }
 
+    def _prompt_tokens(self, args: dict[str, Any]) -> int:
+        """The prompt's length in tokens, computed the way llama-cpp-python's template
+        handler builds it (a stream reports no usage of its own); 0 without a template."""
+        if self._formatter is None:
+            return 0
+        result = self._formatter(messages=args["messages"], tools=args.get("tools"))
+        prompt = result.prompt.encode("utf-8")
+        return len(self._llm.tokenize(prompt, add_bos=not result.added_special, special=True))
+
     def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
+        args = self._args(messages, settings)
         with self._lock:
             try:
-                result: Any = self._llm.create_chat_completion(**self._args(messages, settings))
+                result: Any = self._llm.create_chat_completion(**args)
             except ValueError as exc:  # e.g. the prompt exceeds the context window
                 raise BackendFailed(f"embedded model refused the request: {exc}") from exc
         choice = result["choices"][0]
         usage = result.get("usage") or {}
+        # A forced tool call also carries the deprecated `function_call`; the app asked
+        # with `tools`, so it gets `tool_calls` only.
+        message = {k: v for k, v in choice["message"].items() if k != "function_call"}
         return Completion(
             text=choice["message"].get("content") or "",
             finish_reason=choice.get("finish_reason") or "stop",
             model=self._model_id,
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
+            message=message,
+            usage=usage or None,
         )
 
     def stream(
         self, messages: Sequence[ChatMessage], settings: GenerationSettings
     ) -> Iterator[Delta]:
+        """Ends with a usage piece: the prompt's tokens, and the generated ones as the
+        context grew (plus the last one, which a length stop samples but never evaluates;
+        a stop string ends the count one token short)."""
+        args = self._args(messages, settings)
         with self._lock:
             try:
-                chunks: Any = self._llm.create_chat_completion(
-                    **self._args(messages, settings), stream=True
-                )
+                prompt_tokens = self._prompt_tokens(args)
+                chunks: Any = self._llm.create_chat_completion(**args, stream=True)
+                finish: str | None = None
                 for chunk in chunks:
                     choice = chunk["choices"][0]
-                    text = choice.get("delta", {}).get("content") or ""
-                    finish = choice.get("finish_reason")
-                    if text or finish:
-                        yield Delta(text=text, finish_reason=finish)
+                    delta = choice.get("delta") or {}
+                    text = delta.get("content") or ""
+                    tool_calls = delta.get("tool_calls")
+                    finish = choice.get("finish_reason") or finish
+                    if text or tool_calls or choice.get("finish_reason"):
+                        fields = {"tool_calls": tool_calls} if tool_calls else {}
+                        yield Delta(
+                            text=text, finish_reason=choice.get("finish_reason"), fields=fields
+                        )
+                generated = max(self._llm.n_tokens - prompt_tokens, 0)
+                if finish == "length":
+                    generated += 1
             except ValueError as exc:
                 raise BackendFailed(f"embedded model refused the request: {exc}") from exc
+        yield Delta(
+            usage={
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": generated,
+                "total_tokens": prompt_tokens + generated,
+            }
+        )
+
+
+def _template_formatter(llm: Any) -> Any:
+    """The GGUF's own chat template, as llama-cpp-python builds it for its handler."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if not template:
+        return None
+    eos, bos = llm.token_eos(), llm.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )

@@ -62,16 +62,24 @@ def _count(usage: dict[str, Any], key: str) -> int:
     return value
 
 
+def _optional_object(value: object, what: str) -> dict[str, Any] | None:
+    return None if value is None else _object(value, what)
+
+
 def _parse_completion(body: bytes, model: str) -> Completion:
     """Every field is checked for its type: a server that sends `"content": 12345` or a
     null message is malformed (BackendFailed, a 502 or a failed inference attempt), never
-    an AttributeError somewhere downstream."""
+    an AttributeError somewhere downstream. The message, logprobs and usage objects are
+    kept as sent, for the app."""
     try:
         data = _object(json.loads(body), "the body")
         choice = _first_choice(data)
         if choice is None:
             raise _Unusable("there are no choices")
         message = _object(choice.get("message"), "choices[0].message")
+        tool_calls = message.get("tool_calls")
+        if tool_calls is not None and not isinstance(tool_calls, list):
+            raise _Unusable(f"tool_calls is {type(tool_calls).__name__}, not a list")
         usage = _object(data.get("usage") or {}, "usage")
         return Completion(
             text=_text(message.get("content"), "the message content"),
@@ -79,21 +87,43 @@ def _parse_completion(body: bytes, model: str) -> Completion:
             model=_text(data.get("model"), "model") or model,
             prompt_tokens=_count(usage, "prompt_tokens"),
             completion_tokens=_count(usage, "completion_tokens"),
+            message=message,
+            logprobs=_optional_object(choice.get("logprobs"), "choices[0].logprobs"),
+            usage=usage or None,
         )
     except ValueError as exc:  # _Unusable, or not JSON at all
         raise BackendFailed(f"model server sent an unusable body: {exc}") from exc
 
 
-def _parse_chunk(payload: str) -> tuple[str, str | None] | None:
-    """(text, finish reason) of one SSE chunk; None for a chunk without choices (some
-    servers send usage alone at the end)."""
+def _parse_chunk(payload: str) -> Delta | None:
+    """One SSE chunk as a Delta: its text, finish reason, the delta's other members
+    (`tool_calls` pieces, kept as sent), logprobs, and usage (the final chunk of a stream
+    asked for `include_usage` has usage and no choices). None for an empty chunk."""
     try:
-        choice = _first_choice(_object(json.loads(payload), "the chunk"))
+        data = _object(json.loads(payload), "the chunk")
+        usage = _object(data.get("usage") or {}, "usage")
+        choice = _first_choice(data)
         if choice is None:
-            return None
+            return Delta(usage=usage) if usage else None
         delta = _object(choice.get("delta") or {}, "choices[0].delta")
-        finish = _text(choice.get("finish_reason"), "finish_reason") or None
-        return _text(delta.get("content"), "the delta content"), finish
+        tool_calls = delta.get("tool_calls")
+        if tool_calls is not None and not isinstance(tool_calls, list):
+            raise _Unusable(f"delta.tool_calls is {type(tool_calls).__name__}, not a list")
+        fields = {
+            key: value
+            for key, value in delta.items()
+            if key not in ("role", "content") and value is not None
+        }
+        piece = Delta(
+            text=_text(delta.get("content"), "the delta content"),
+            finish_reason=_text(choice.get("finish_reason"), "finish_reason") or None,
+            usage=usage,
+            fields=fields,
+            logprobs=_optional_object(choice.get("logprobs"), "choices[0].logprobs"),
+        )
+        if piece.text or piece.finish_reason or fields or usage or piece.logprobs:
+            return piece
+        return None
     except ValueError as exc:
         raise BackendFailed(f"model server sent an unusable chunk: {exc}") from exc
 
@@ -132,18 +162,25 @@ class OpenAICompatibleBackend:
     def _body(
         self, messages: Sequence[ChatMessage], settings: GenerationSettings, stream: bool
     ) -> dict[str, Any]:
+        """The app's own fields (`settings.passthrough`) go last and unchanged: a stop
+        string stays a string, `max_completion_tokens` is not turned into `max_tokens`.
+        `stream_options` only means something on a stream (OpenAI refuses it elsewhere)."""
         body: dict[str, Any] = {
             "model": self._model,
             "messages": [m.as_openai() for m in messages],
-            "max_tokens": settings.max_tokens,
             "temperature": settings.temperature,
             "top_p": settings.top_p,
-            "stream": stream,
         }
+        if "max_completion_tokens" not in settings.passthrough:
+            body["max_tokens"] = settings.max_tokens
         if settings.stop:
             body["stop"] = list(settings.stop)
         if settings.seed is not None:
             body["seed"] = settings.seed
+        body.update(settings.passthrough)
+        if not stream:
+            body.pop("stream_options", None)
+        body["stream"] = stream
         return body
 
     def _wait(self, attempt: int, response: httpx.Response | None) -> None:
@@ -201,11 +238,8 @@ class OpenAICompatibleBackend:
                 if payload == "[DONE]":
                     return
                 delta = _parse_chunk(payload)
-                if delta is None:
-                    continue
-                text, finish = delta
-                if text or finish:
-                    yield Delta(text=text, finish_reason=finish)
+                if delta is not None:
+                    yield delta
         except httpx.HTTPError as exc:
             raise BackendUnavailable(f"model server stream broke: {exc}") from exc
         finally:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, BackgroundTasks
 
 from personalization.messages import ChatMessage
-from service.deps import ContextDep, SettingsDep, TurnRecorderDep, UserScopeDep
+from service.deps import ContextDep, SettingsDep, TurnRecorderDep, TurnUserScopeDep
 from service.schemas import (
     AppliedExample,
     AppliedInstruction,
@@ -29,7 +29,8 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
         "budget or `top_k`), the nearest examples and the inferred preference, and "
         "`system_message`: a marked data block to add after the app's own system prompt. "
         "Per-request options override the server's settings within the declared bounds. The items "
-        "used are recorded in the user's recent turns (`GET .../turns`)."
+        "used are recorded in the user's recent turns (`GET .../turns`). An unknown user is "
+        "404 `user_not_found`, or is created when TAILOR_CREATE_USERS_ON_CHAT is on."
     ),
     responses={
         401: {"model": ErrorResponse},
@@ -40,7 +41,7 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
 )
 def turn_context(
     body: ContextRequest,
-    scope: UserScopeDep,
+    scope: TurnUserScopeDep,
     builder: ContextDep,
     settings: SettingsDep,
     recorder: TurnRecorderDep,
