@@ -26,18 +26,33 @@ class Scripted:
     headers: dict[str, str] = field(default_factory=dict)
     raw: str | None = None  # a body to send as-is
     hold: threading.Event | None = None  # answer only once the test sets it
+    message: dict[str, Any] | None = None  # the whole assistant message (tool calls...)
+    deltas: list[dict[str, Any]] | None = None  # a stream's deltas, one chunk each
+    finish_reason: str = "stop"
+    logprobs: dict[str, Any] | None = None
+    usage: dict[str, Any] = field(default_factory=lambda: dict(USAGE))
 
 
-def completion(text: str, model: str) -> dict[str, Any]:
+USAGE = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+
+
+def completion(text: str, model: str, step: Scripted | None = None) -> dict[str, Any]:
+    step = step or Scripted(text=text)
     return {
         "id": "x",
         "object": "chat.completion",
         "created": 0,
         "model": model,
+        "system_fingerprint": "fp_scripted",
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": step.message or {"role": "assistant", "content": text},
+                "logprobs": step.logprobs,
+                "finish_reason": step.finish_reason,
+            }
         ],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        "usage": step.usage,
     }
 
 
@@ -63,10 +78,11 @@ class ScriptedServer:
             if step.status != 200:
                 return JSONResponse({"error": {"message": "scripted"}}, step.status, step.headers)
             if body.get("stream"):
+                usage = bool((body.get("stream_options") or {}).get("include_usage"))
                 return StreamingResponse(
-                    self._sse(step.text, body["model"]), media_type="text/event-stream"
+                    self._sse(step, body["model"], usage), media_type="text/event-stream"
                 )
-            return JSONResponse(completion(step.text, body["model"]))
+            return JSONResponse(completion(step.text, body["model"], step))
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -77,21 +93,24 @@ class ScriptedServer:
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @staticmethod
-    def _sse(text: str, model: str) -> Iterator[str]:
-        for i, word in enumerate(text.split(" ")):
-            piece = word if i == 0 else " " + word
-            chunk = {
-                "id": "x",
-                "model": model,
-                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
-            }
-            yield f"data: {json.dumps(chunk)}\n\n"
-        last = {
-            "id": "x",
-            "model": model,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        }
-        yield f"data: {json.dumps(last)}\n\n"
+    def _sse(step: Scripted, model: str, include_usage: bool) -> Iterator[str]:
+        """Like OpenAI: with `include_usage`, every chunk has `"usage": null` and a last
+        chunk with no choices carries the usage."""
+        deltas = step.deltas
+        if deltas is None:
+            words = step.text.split(" ")
+            deltas = [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+        extra: dict[str, Any] = {"usage": None} if include_usage else {}
+        head = {"id": "x", "object": "chat.completion.chunk", "model": model, **extra}
+        first = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        yield f"data: {json.dumps({**head, 'choices': [first]})}\n\n"
+        for delta in deltas:
+            choice = {"index": 0, "delta": delta, "logprobs": step.logprobs, "finish_reason": None}
+            yield f"data: {json.dumps({**head, 'choices': [choice]})}\n\n"
+        last = {"index": 0, "delta": {}, "finish_reason": step.finish_reason}
+        yield f"data: {json.dumps({**head, 'choices': [last]})}\n\n"
+        if include_usage:
+            yield f"data: {json.dumps({**head, 'choices': [], 'usage': step.usage})}\n\n"
         yield "data: [DONE]\n\n"
 
     @property

@@ -132,7 +132,7 @@ def test_user_bound_key_needs_no_user_field_and_cannot_name_another(setup: Any) 
             "invalid_request",
         ),
         (
-            {"user": "alice", "tools": [], "messages": [{"role": "user", "content": "hi"}]},
+            {"user": "alice", "not_openai": 1, "messages": [{"role": "user", "content": "hi"}]},
             422,
             "invalid_request",
         ),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -109,38 +110,39 @@ class LlamaCppBackend:
     def stream(
         self, messages: Sequence[ChatMessage], settings: GenerationSettings
     ) -> Iterator[Delta]:
-        """Ends with a usage piece: the prompt's tokens, and the generated ones as the
-        context grew (plus the last one, which a length stop samples but never evaluates;
-        a stop string ends the count one token short)."""
+        """The last piece carries the finish reason and the usage: the prompt's tokens,
+        and the generated ones as the context grew (plus the last one, which a length stop
+        samples but never evaluates; a stop string ends the count one token short)."""
         args = self._args(messages, settings)
         with self._lock:
             try:
                 prompt_tokens = self._prompt_tokens(args)
                 chunks: Any = self._llm.create_chat_completion(**args, stream=True)
-                finish: str | None = None
+                last = Delta()
                 for chunk in chunks:
                     choice = chunk["choices"][0]
                     delta = choice.get("delta") or {}
-                    text = delta.get("content") or ""
                     tool_calls = delta.get("tool_calls")
-                    finish = choice.get("finish_reason") or finish
-                    if text or tool_calls or choice.get("finish_reason"):
-                        fields = {"tool_calls": tool_calls} if tool_calls else {}
-                        yield Delta(
-                            text=text, finish_reason=choice.get("finish_reason"), fields=fields
-                        )
+                    piece = Delta(
+                        text=delta.get("content") or "",
+                        finish_reason=choice.get("finish_reason"),
+                        fields={"tool_calls": tool_calls} if tool_calls else {},
+                    )
+                    if piece.finish_reason:
+                        last = piece
+                    elif piece.text or piece.fields:
+                        yield piece
                 generated = max(self._llm.n_tokens - prompt_tokens, 0)
-                if finish == "length":
+                if last.finish_reason == "length":
                     generated += 1
             except ValueError as exc:
                 raise BackendFailed(f"embedded model refused the request: {exc}") from exc
-        yield Delta(
-            usage={
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": generated,
-                "total_tokens": prompt_tokens + generated,
-            }
-        )
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": generated,
+            "total_tokens": prompt_tokens + generated,
+        }
+        yield replace(last, usage=usage)
 
 
 def _template_formatter(llm: Any) -> Any:
