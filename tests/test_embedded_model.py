@@ -5,6 +5,7 @@ writes weak text, so these check structure and the call path, not wording."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,13 @@ def test_packaged_gguf_loads_and_generates() -> None:
     assert done.prompt_tokens > 3
     streamed = list(backend.stream([ChatMessage("user", "Name a colour.")], SHORT))
     assert "".join(d.text for d in streamed).strip()
-    assert streamed[-1].finish_reason in {"stop", "length"}
+    assert streamed[-1].finish_reason == done.finish_reason
+    # a stream's usage is computed from the token counts: the same as the answer's
+    assert streamed[-1].usage == {
+        "prompt_tokens": done.prompt_tokens,
+        "completion_tokens": done.completion_tokens,
+        "total_tokens": done.prompt_tokens + done.completion_tokens,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +116,101 @@ def test_openai_compatible_backend_against_a_real_server(server: dict[str, Any])
     deltas = list(remote.stream([ChatMessage("user", "Name a fruit.")], SHORT))
     assert "".join(d.text for d in deltas).strip()
     assert deltas[-1].finish_reason in {"stop", "length"}
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+CAPITAL = [{"role": "user", "content": "What is the capital of Italy? Answer in JSON."}]
+
+
+def test_embedded_json_mode_and_forced_tool_call(server: dict[str, Any]) -> None:
+    """llama.cpp's grammars: JSON mode, a JSON Schema, and a named tool's parameters."""
+    client = openai.OpenAI(base_url=f"{server['base']}/v1", api_key=server["key"], max_retries=0)
+    ask: dict[str, Any] = {"model": "t", "user": "sam", "temperature": 0, "seed": 7}
+    as_json = client.chat.completions.create(
+        messages=CAPITAL, response_format={"type": "json_object"}, max_tokens=48, **ask
+    )
+    content = as_json.choices[0].message.content or ""
+    assert content.lstrip().startswith("{")
+    if as_json.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(content), dict)
+
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    shaped = client.chat.completions.create(
+        messages=CAPITAL,
+        response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}},
+        max_tokens=48,
+        **ask,
+    )
+    assert shaped.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(shaped.choices[0].message.content or "")["city"], str)
+
+    weather = [{"role": "user", "content": "What is the weather in Rome?"}]
+    tool_choice: Any = {"type": "function", "function": {"name": "get_weather"}}
+    called = client.chat.completions.create(
+        messages=weather, tools=[WEATHER], tool_choice=tool_choice, max_tokens=48, **ask
+    )
+    choice = called.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None
+    calls = choice.message.tool_calls or []
+    assert [c.function.name for c in calls] == ["get_weather"]  # type: ignore[union-attr]
+    arguments = json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+    assert isinstance(arguments["city"], str)
+    assert called.usage is not None
+
+    chunks = list(
+        client.chat.completions.create(
+            messages=weather,
+            tools=[WEATHER],
+            tool_choice=tool_choice,
+            max_tokens=48,
+            stream=True,
+            stream_options={"include_usage": True},
+            **ask,
+        )
+    )
+    pieces = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or []]
+    assert "".join(p.function.name or "" for p in pieces if p.function) == "get_weather"
+    assert [p.id for p in pieces if p.id] == [pieces[0].id]  # the id once, as OpenAI does
+    streamed_args = "".join(p.function.arguments or "" for p in pieces if p.function)
+    assert json.loads(streamed_args) == arguments  # temperature 0, same seed
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    # the profile block's delimiter is random per turn, so the prompts differ a little;
+    # the backend test above checks the counts exactly
+    assert abs(chunks[-1].usage.prompt_tokens - called.usage.prompt_tokens) <= 8
+    assert chunks[-1].usage.completion_tokens == called.usage.completion_tokens
+
+
+@pytest.mark.parametrize(
+    ("extra", "parameter"),
+    [
+        ({"logprobs": True}, "logprobs"),
+        ({"tools": [WEATHER]}, "tools"),
+        ({"tools": [WEATHER], "tool_choice": "auto"}, "tool_choice"),
+        ({"store": True}, "store"),
+    ],
+)
+def test_embedded_refuses_what_it_cannot_honour(
+    server: dict[str, Any], extra: dict[str, Any], parameter: str
+) -> None:
+    client = openai.OpenAI(base_url=f"{server['base']}/v1", api_key=server["key"], max_retries=0)
+    for stream in (False, True):
+        with pytest.raises(openai.UnprocessableEntityError) as refused:
+            client.chat.completions.create(
+                model="t", user="sam", messages=CAPITAL, max_tokens=8, stream=stream, **extra
+            )
+        error = refused.value.response.json()["error"]
+        assert error["code"] == "unsupported_parameter"
+        assert f"`{parameter}`" in error["message"]
+        assert set(error) == {"code", "message"}

@@ -119,10 +119,11 @@ class LlamaCppBackend:
                 prompt_tokens = self._prompt_tokens(args)
                 chunks: Any = self._llm.create_chat_completion(**args, stream=True)
                 last = Delta()
+                named: set[int] = set()
                 for chunk in chunks:
                     choice = chunk["choices"][0]
                     delta = choice.get("delta") or {}
-                    tool_calls = delta.get("tool_calls")
+                    tool_calls = _openai_tool_pieces(delta.get("tool_calls") or [], named)
                     piece = Delta(
                         text=delta.get("content") or "",
                         finish_reason=choice.get("finish_reason"),
@@ -143,6 +144,23 @@ class LlamaCppBackend:
             "total_tokens": prompt_tokens + generated,
         }
         yield replace(last, usage=usage)
+
+
+def _openai_tool_pieces(pieces: list[dict[str, Any]], named: set[int]) -> list[dict[str, Any]]:
+    """llama-cpp-python repeats a call's id, type and name in every piece; OpenAI sends
+    them once, and clients that join the pieces (the `openai` client's stream helper)
+    would read the name repeated. Later pieces keep the index and the arguments only."""
+    out: list[dict[str, Any]] = []
+    for piece in pieces:
+        index = int(piece.get("index", 0))
+        if index not in named:
+            named.add(index)
+            out.append(piece)
+            continue
+        arguments = (piece.get("function") or {}).get("arguments") or ""
+        if arguments:
+            out.append({"index": index, "function": {"arguments": arguments}})
+    return out
 
 
 def _template_formatter(llm: Any) -> Any:
