@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from personalization.backends import BackendFailed, BackendUnavailable
+from personalization.backends import BackendFailed, BackendRejected, BackendUnavailable
 from store.errors import (
     Conflict,
     Forbidden,
@@ -37,6 +37,7 @@ STATUS_FOR: dict[type[TailorError], int] = {
     NotReady: 503,
     InvalidInput: 422,
     BackendUnavailable: 503,
+    BackendRejected: 422,
     BackendFailed: 502,
     Overloaded: 429,
     PreconditionFailed: 412,

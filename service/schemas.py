@@ -700,7 +700,7 @@ class AssistantMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["assistant"] = "assistant"
-    content: str | None
+    content: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     refusal: str | None = None
 

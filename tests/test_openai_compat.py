@@ -376,3 +376,30 @@ def test_undocumented_fields_are_still_refused(tailor: Any) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["type"] == "extra_forbidden"
+
+
+def test_a_request_the_upstream_rejects_is_422_not_502(
+    tailor: Any, upstream: ScriptedServer
+) -> None:
+    """A tool schema the server refuses is the request's fault: a 502 would make the
+    app's client retry the same request."""
+    upstream.script = [Scripted(status=400)]
+    with pytest.raises(openai.UnprocessableEntityError) as rejected:
+        tailor["client"].chat.completions.create(
+            model="m", user="alice", messages=[{"role": "user", "content": "hi"}]
+        )
+    error = rejected.value.response.json()["error"]
+    assert error["code"] == "backend_rejected_request"
+    assert "answered 400" in error["message"] and "scripted" in error["message"]
+
+
+def test_a_malformed_upstream_message_is_a_clean_502(tailor: Any, upstream: ScriptedServer) -> None:
+    upstream.script = [Scripted(message={"role": "assistant", "content": None, "tool_calls": [7]})]
+    response = httpx.post(
+        f"{tailor['base']}/v1/chat/completions",
+        json={"user": "alice", "messages": [{"role": "user", "content": "hi"}]},
+        headers=tailor["headers"],
+    )
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "backend_error"
+    assert "unusable message" in response.json()["error"]["message"]

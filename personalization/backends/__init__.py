@@ -23,6 +23,14 @@ class BackendFailed(TailorError):
     code = "backend_error"
 
 
+class BackendRejected(BackendFailed):
+    """The model refused this request as invalid (a 400 or 422: a tool schema it cannot
+    take, a prompt over its window). Retrying the same request cannot help, so the app
+    gets a 4xx with the server's reason, not a 502 its client would retry."""
+
+    code = "backend_rejected_request"
+
+
 class BackendBusy(Overloaded):
     """Too many generations are waiting already: the caller should back off."""
 

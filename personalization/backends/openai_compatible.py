@@ -17,6 +17,7 @@ import httpx
 
 from personalization.backends import (
     BackendFailed,
+    BackendRejected,
     BackendUnavailable,
     Completion,
     Delta,
@@ -25,6 +26,7 @@ from personalization.backends import (
 from personalization.messages import ChatMessage
 
 _RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
+_REJECTED_STATUSES = {400, 413, 422}  # the request's content; 401/403/404 are our config
 
 
 class _Unusable(ValueError):
@@ -208,7 +210,12 @@ class OpenAICompatibleBackend:
                 response.read()
                 response.close()
                 if response.status_code not in _RETRY_STATUSES:
-                    raise BackendFailed(
+                    failure = (
+                        BackendRejected
+                        if response.status_code in _REJECTED_STATUSES
+                        else BackendFailed
+                    )
+                    raise failure(
                         f"model server answered {response.status_code}: {response.text[:300]}"
                     )
                 last = f"answered {response.status_code}"

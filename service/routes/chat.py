@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Path
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
 
-from personalization.backends import Completion, GenerationSettings
+from personalization.backends import BackendFailed, Completion, GenerationSettings
 from personalization.chat import ChatService, PreparedChat
 from personalization.messages import ChatMessage
 from personalization.provenance import used_items
@@ -88,12 +89,18 @@ def _sse(data: dict[str, Any] | str) -> str:
 def _message(done: Completion) -> AssistantMessage:
     if done.message is None:
         return AssistantMessage(content=done.text)
-    return AssistantMessage.model_validate({**done.message, "role": "assistant"})
+    try:
+        return AssistantMessage.model_validate({**done.message, "role": "assistant"})
+    except ValidationError as exc:
+        raise BackendFailed(f"model server sent an unusable message: {exc}") from exc
 
 
 def _usage(done: Completion) -> Usage:
     if done.usage and {"prompt_tokens", "completion_tokens", "total_tokens"} <= done.usage.keys():
-        return Usage.model_validate(done.usage)
+        try:
+            return Usage.model_validate(done.usage)
+        except ValidationError as exc:
+            raise BackendFailed(f"model server sent an unusable usage: {exc}") from exc
     return Usage(
         prompt_tokens=done.prompt_tokens,
         completion_tokens=done.completion_tokens,
@@ -130,7 +137,11 @@ def _estimated_usage(prepared: PreparedChat, text: str) -> dict[str, int]:
     responses={
         401: {"model": ErrorResponse},
         404: {"model": ErrorResponse},
-        422: {"model": ErrorResponse},
+        422: {
+            "model": ErrorResponse,
+            "description": "invalid, unsupported_parameter, or "
+            "backend_rejected_request (the model server refused it as invalid)",
+        },
         429: {"model": ErrorResponse},
         502: {"model": ErrorResponse},
         503: {"model": ErrorResponse},
