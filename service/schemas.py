@@ -636,8 +636,11 @@ class ChatCompletionRequest(Request):
         sent = self.model_dump(mode="json", exclude_unset=True, exclude_none=True)
         return {k: v for k, v in sent.items() if k not in _CONSUMED}
 
+    # Strict: OpenAI's clients send JSON types; `"store": 0` or `"seed": "5"` is a
+    # mistake to name, not to coerce (the declared schema says so too).
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {

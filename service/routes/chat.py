@@ -135,6 +135,17 @@ def _estimated_usage(prepared: PreparedChat, text: str) -> dict[str, int]:
         "`user_not_found`, or is created when TAILOR_CREATE_USERS_ON_CHAT is on."
     ),
     responses={
+        200: {
+            "description": "a chat.completion, or with `stream: true` server-sent events",
+            "content": {
+                "text/event-stream": {
+                    "schema": {
+                        "description": "`data:` events, each a chat.completion.chunk "
+                        "object, the last `[DONE]`"
+                    }
+                }
+            },
+        },
         401: {"model": ErrorResponse},
         404: {"model": ErrorResponse},
         422: {
