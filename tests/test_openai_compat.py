@@ -403,3 +403,41 @@ def test_a_malformed_upstream_message_is_a_clean_502(tailor: Any, upstream: Scri
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "backend_error"
     assert "unusable message" in response.json()["error"]["message"]
+
+
+def test_streamed_logprobs_and_refusal_pieces_come_back(
+    tailor: Any, upstream: ScriptedServer
+) -> None:
+    deltas = [{"content": "Hi"}, {"content": " there"}, {"refusal": "no"}]
+    upstream.script = [Scripted(deltas=deltas, logprobs=LOGPROBS)]
+    chunks = list(
+        tailor["client"].chat.completions.create(
+            model="m",
+            user="alice",
+            messages=[{"role": "user", "content": "hi"}],
+            logprobs=True,
+            stream=True,
+        )
+    )
+    middle = [c for c in chunks if c.choices and c.choices[0].finish_reason is None][1:]
+    assert [c.choices[0].delta.model_dump(exclude_none=True) for c in middle] == deltas
+    assert all(
+        c.choices[0].logprobs is not None and c.choices[0].logprobs.model_dump() == LOGPROBS
+        for c in middle
+    )
+
+
+def test_a_deprecated_function_message_passes_through(
+    tailor: Any, upstream: ScriptedServer
+) -> None:
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "function_call": {"name": "w", "arguments": "{}"}},
+        {"role": "function", "name": "w", "content": "sunny"},
+    ]
+    httpx.post(
+        f"{tailor['base']}/v1/chat/completions",
+        json={"user": "alice", "messages": history},
+        headers=tailor["headers"],
+    ).raise_for_status()
+    assert upstream.requests[-1]["messages"][1:] == history
