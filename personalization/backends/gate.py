@@ -7,7 +7,9 @@ index is, and a process that never chats never loads a model."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 from personalization.backends import (
@@ -19,6 +21,8 @@ from personalization.backends import (
 )
 from personalization.messages import ChatMessage
 
+log = logging.getLogger("tailor.model")
+
 
 class GatedBackend:
     def __init__(
@@ -29,6 +33,7 @@ class GatedBackend:
         self._build_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_waiting)
         self._model_id = model_id
+        self.load_seconds: float | None = None
 
     @property
     def model_id(self) -> str:
@@ -39,8 +44,20 @@ class GatedBackend:
         if self._backend is None:
             with self._build_lock:
                 if self._backend is None:
+                    log.info("loading chat model %s", self._model_id)
+                    start = time.perf_counter()
                     self._backend = self._factory()
+                    self.load_seconds = time.perf_counter() - start
+                    log.info("chat model %s loaded in %.1f s", self._model_id, self.load_seconds)
         return self._backend
+
+    def load(self) -> None:
+        """Build the backend now instead of on the first call."""
+        self.backend  # noqa: B018  (the property builds it)
+
+    @property
+    def loaded(self) -> bool:
+        return self._backend is not None
 
     def _admit(self) -> None:
         if not self._slots.acquire(blocking=False):
