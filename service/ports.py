@@ -93,11 +93,21 @@ class Ports:
         """Eager load (TAILOR_EAGER_LOAD): off the lifespan, so /healthz answers while it
         runs, and /readyz says 503 until it is done."""
         assert self.gated_model is not None
-        try:
-            self.gated_model.load()
-        except Exception as exc:  # readiness stays 503; the first chat will try again
-            log.error("loading the chat model failed: %s: %s", type(exc).__name__, exc)
-            return
+        delay = 1.0
+        while True:
+            try:
+                self.gated_model.load()
+                break
+            except Exception as exc:  # readiness stays 503 while it keeps failing
+                log.error(
+                    "loading the chat model failed (next try in %.0f s): %s: %s",
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                )
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
         if self.gated_model.load_seconds is not None:
             MODEL_LOAD_SECONDS.labels("chat").set(self.gated_model.load_seconds)
 

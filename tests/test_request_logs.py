@@ -161,3 +161,38 @@ def test_admin_token_never_logged(tmp_path: Path, capsys: pytest.CaptureFixture[
         key = made.json()["api_key"]["key"]
     err = capsys.readouterr().err
     assert ADMIN_TOKEN not in err and key not in err
+
+
+def test_a_failed_eager_load_keeps_readiness_off_and_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import service.ports
+    from personalization.backends.gate import GatedBackend
+
+    caplog.set_level(logging.INFO)
+    attempts: list[int] = []
+
+    def flaky() -> RecordingBackend:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise FileNotFoundError("model file missing (scripted)")
+        return RecordingBackend()
+
+    monkeypatch.setattr(
+        service.ports,
+        "build_backend",
+        lambda settings: GatedBackend(flaky, max_waiting=2, model_id="flaky-model"),
+    )
+    app = create_app(make_settings(tmp_path / "data"), embedder=HashingEmbedder())
+    with TestClient(app) as client:
+        seen: list[tuple[int, str, str]] = []
+        while not seen or seen[-1][0] != 200:
+            answer = client.get("/readyz")
+            body = answer.json()
+            seen.append((answer.status_code, body["index"], body["model"]))
+        # the index was ready for a while (the retry's 1 s), the replica still not
+        assert (503, "ready", "loading") in seen
+        assert seen[-1] == (200, "ready", "loaded")
+    assert len(attempts) == 2
+    assert "loading the chat model failed (next try in 1 s): FileNotFoundError" in caplog.text
+    assert "chat model flaky-model loaded in" in caplog.text

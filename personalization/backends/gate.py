@@ -2,8 +2,8 @@
 
 A bounded number of generations may run or wait; one more is refused at once
 (`BackendBusy`, HTTP 429 with Retry-After) instead of letting latency grow without
-bound. The backend is built on first use, so the service is ready as soon as its
-index is, and a process that never chats never loads a model."""
+bound. The backend is built on first use, or at start when the operator asks for it
+(TAILOR_EAGER_LOAD, service/ports.py); either way its load is logged with its time."""
 
 from __future__ import annotations
 
