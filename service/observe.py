@@ -25,6 +25,7 @@ REQUEST_ID_HEADER = "X-Request-Id"
 # and free of anything that could break a log line or a header.
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:=+/@-]{1,128}")
 UNMATCHED_ROUTE = "<unmatched>"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def incoming_request_id(scope: Scope) -> str | None:
@@ -70,6 +71,7 @@ class RequestObservation:
         finally:
             seconds = time.perf_counter() - start
             method = str(scope.get("method", ""))
+            method = method if method in _METHODS else "OTHER"  # no label per made-up verb
             route = route_template(scope)
             observe_request(method, route, status, seconds)
             log.info(

@@ -67,6 +67,8 @@ def test_metrics_follow_real_requests(start_app: Any) -> None:
     for _ in range(3):
         assert api.client.get("/v1/users/alice", headers=h).status_code == 200
     assert api.client.get("/v1/users/nobody", headers=h).status_code == 404
+    assert api.client.get("/no/such/path/alice", headers=h).status_code == 404
+    assert api.client.request("BREW", "/v1/users", headers=h).status_code == 405
     turn = api.context(h, "alice", "Plan a day in Rome")
     used = len(turn["instructions"])
     assert used == 2
@@ -101,6 +103,10 @@ def test_metrics_follow_real_requests(start_app: Any) -> None:
     chat_route = {"method": "POST", "route": "/v1/chat/completions"}
     assert moved("tailor_http_requests_total", **chat_route, status="200") == 1
     assert moved("tailor_http_requests_total", **chat_route, status="503") == 1
+    unmatched = {"method": "GET", "route": "<unmatched>", "status": "404"}
+    assert moved("tailor_http_requests_total", **unmatched) == 1
+    made_up = {"method": "OTHER", "route": "/v1/users", "status": "405"}
+    assert moved("tailor_http_requests_total", **made_up) == 1
     # no raw path (a user id) ever becomes a label value
     assert not any("alice" in v or "nobody" in v for (_, labels) in after for _, v in labels)
 
