@@ -108,8 +108,6 @@ class Ports:
             if self._stop.wait(delay):
                 return
             delay = min(delay * 2, 30.0)
-        if self.gated_model.load_seconds is not None:
-            MODEL_LOAD_SECONDS.labels("chat").set(self.gated_model.load_seconds)
 
     def chat_model_loaded(self) -> bool:
         """A model handed in by the caller (tests, embedding apps) counts as loaded."""
@@ -146,6 +144,10 @@ class Ports:
         self.engine.dispose()
 
 
+def _chat_loaded(seconds: float) -> None:
+    MODEL_LOAD_SECONDS.labels("chat").set(seconds)
+
+
 def build_backend(settings: Settings) -> GatedBackend:
     """The configured model behind admission control, built on first use."""
     if settings.model_backend == "openai":
@@ -163,7 +165,9 @@ def build_backend(settings: Settings) -> GatedBackend:
                 max_retries=settings.model_max_retries,
             )
 
-        return GatedBackend(remote, max_waiting=settings.model_max_waiting, model_id=name)
+        return GatedBackend(
+            remote, max_waiting=settings.model_max_waiting, model_id=name, on_load=_chat_loaded
+        )
 
     from personalization.backends.llama_cpp import SMOLLM2_ID
 
@@ -174,7 +178,9 @@ def build_backend(settings: Settings) -> GatedBackend:
             n_ctx=settings.model_context_tokens, n_gpu_layers=settings.model_gpu_layers
         )
 
-    return GatedBackend(embedded, max_waiting=settings.model_max_waiting, model_id=SMOLLM2_ID)
+    return GatedBackend(
+        embedded, max_waiting=settings.model_max_waiting, model_id=SMOLLM2_ID, on_load=_chat_loaded
+    )
 
 
 def load_embedder(settings: Settings) -> Embedder:

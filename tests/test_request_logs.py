@@ -134,6 +134,10 @@ def test_model_loads_are_logged_and_gate_readiness(
     with TestClient(app) as client:
         ready = wait_ready(client)
         assert ready["model"] == "loaded"
+        scraped = client.get("/metrics").text
+        assert re.search(r'^tailor_model_load_seconds\{component="chat"\} \d', scraped, re.M)
+        assert re.search(r'^tailor_model_load_seconds\{component="embedder"\} \d', scraped, re.M)
+        assert re.search(r"^tailor_chat_model_loaded 1\.0$", scraped, re.M)
     assert "loading embedder from tests.fakes:HashingEmbedder" in caplog.text
     assert re.search(r"embedder test/hashing-v1 loaded in \d+\.\d s", caplog.text)
     assert "loading chat model served-model" in caplog.text
@@ -144,6 +148,7 @@ def test_model_loads_are_logged_and_gate_readiness(
     with TestClient(lazy) as client:
         ready = wait_ready(client)
         assert ready["model"] == "lazy"
+        assert re.search(r"^tailor_chat_model_loaded 0\.0$", client.get("/metrics").text, re.M)
     assert "loading chat model" not in caplog.text
 
 

@@ -26,14 +26,21 @@ log = logging.getLogger("tailor.model")
 
 class GatedBackend:
     def __init__(
-        self, factory: Callable[[], ModelBackend], *, max_waiting: int, model_id: str
+        self,
+        factory: Callable[[], ModelBackend],
+        *,
+        max_waiting: int,
+        model_id: str,
+        on_load: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_load(seconds)` hears how long the build took (for metrics)."""
         self._factory = factory
         self._backend: ModelBackend | None = None
         self._build_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_waiting)
         self._model_id = model_id
         self.load_seconds: float | None = None
+        self._on_load = on_load
 
     @property
     def model_id(self) -> str:
@@ -49,6 +56,8 @@ class GatedBackend:
                     self._backend = self._factory()
                     self.load_seconds = time.perf_counter() - start
                     log.info("chat model %s loaded in %.1f s", self._model_id, self.load_seconds)
+                    if self._on_load is not None:
+                        self._on_load(self.load_seconds)
         return self._backend
 
     def load(self) -> None:
