@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -40,7 +40,15 @@ class _Request:
 class BatchingEmbedder:
     """An `Embedder` whose calls from many threads share forward passes."""
 
-    def __init__(self, embedder: Embedder, *, max_batch: int = 32, max_wait_s: float = 0.002):
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_batch: int = 32,
+        max_wait_s: float = 0.002,
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
+        """`on_batch(texts, seconds)` hears of every pass that succeeded (for metrics)."""
         if max_batch < 1 or max_wait_s < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_s >= 0")
         self._inner = embedder
@@ -52,6 +60,7 @@ class BatchingEmbedder:
         self._busy = False  # a pass is running (in the worker or in a caller's thread)
         self._last_batch_calls = 0
         self._rate: float | None = None
+        self._on_batch = on_batch
         self.batch_sizes: deque[int] = deque(maxlen=1024)  # texts per pass, newest last
         self._worker = threading.Thread(target=self._run, name="tailor-embed", daemon=True)
         self._worker.start()
@@ -159,6 +168,8 @@ class BatchingEmbedder:
             return
         elapsed = time.perf_counter() - start
         self.batch_sizes.append(len(texts))
+        if self._on_batch is not None:
+            self._on_batch(len(texts), elapsed)
         if elapsed > 0:
             rate = len(texts) / elapsed
             previous = self._rate

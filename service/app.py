@@ -3,7 +3,6 @@ background while /readyz answers 503."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +14,8 @@ from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
 from service.errors import AnswerUnexpected, install_error_handlers
 from service.limits import BodySizeLimit
+from service.logs import adopt_server_loggers, configure_logging
+from service.observe import RequestObservation
 from service.ports import build_ports
 from service.routes import (
     chat,
@@ -23,6 +24,7 @@ from service.routes import (
     examples,
     health,
     instructions,
+    metrics,
     privacy,
     sessions,
     tenants,
@@ -66,10 +68,11 @@ def create_app(
     backend: ModelBackend | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
-    logging.basicConfig(level=settings.log_level.upper())
+    configure_logging(settings.log_level, settings.log_format)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        adopt_server_loggers(settings.log_format)
         ports = build_ports(settings, embedder, backend)
         app.state.ports = ports
         ports.start()
@@ -89,6 +92,8 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     for router in (
         tenants.router,
         users.router,
@@ -110,9 +115,16 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "Idempotency-Key"],
-            expose_headers=["ETag", "Retry-After", "X-Tailor-Profile-Items"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "Idempotency-Key",
+                "X-Request-Id",
+            ],
+            expose_headers=["ETag", "Retry-After", "X-Tailor-Profile-Items", "X-Request-Id"],
             max_age=600,
         )
-    app.add_middleware(AnswerUnexpected)  # outermost: a 500 never drops the connection
+    app.add_middleware(AnswerUnexpected)  # a 500 never drops the connection
+    app.add_middleware(RequestObservation)  # outermost: the request id is on that 500 too
     return app

@@ -77,8 +77,33 @@ async def _tailor_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message), status_code=status, headers=headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _not_json(request: Request) -> str | None:
+    """The request's media type when its body was not declared JSON (curl's `-d` alone
+    sends application/x-www-form-urlencoded); None when it was."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        return None
+    return media or "none"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    media = _not_json(request)
+    if media is not None and any(
+        tuple(err.get("loc", ()))[:1] == ("body",) for err in exc.errors()
+    ):
+        # FastAPI then reads the body as raw bytes, and the schema error ("Input should be
+        # a valid dictionary") does not say what the caller did wrong.
+        return JSONResponse(
+            error_body(
+                "json_content_type_required",
+                f"the body must be JSON sent with Content-Type: application/json "
+                f"(this request's Content-Type: {media})",
+            ),
+            status_code=422,
+        )
     details = [
         {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": err.get("type")}
         for err in exc.errors()

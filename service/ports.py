@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
@@ -23,6 +24,12 @@ from personalization.embedder import Embedder
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from personalization.provenance import TurnRecorder
+from service.metrics import (
+    MODEL_LOAD_SECONDS,
+    ObservedBackend,
+    ObservedTurnRecorder,
+    observe_embed_batch,
+)
 from service.settings import Settings
 from service.threads import apply_thread_settings
 from store.changes import ChangeLogReader
@@ -63,6 +70,7 @@ class Ports:
     turns: TurnRepository
     turn_recorder: TurnRecorder
     embed_batcher: BatchingEmbedder | None = None
+    gated_model: GatedBackend | None = None  # the configured model, built on first use
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -76,6 +84,40 @@ class Ports:
             thread.start()
             self._threads.append(thread)
         self.worker.start()
+        if self.settings.eager_load and self.gated_model is not None:
+            thread = threading.Thread(target=self._load_model, name="tailor-model", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _load_model(self) -> None:
+        """Eager load (TAILOR_EAGER_LOAD): off the lifespan, so /healthz answers while it
+        runs, and /readyz says 503 until it is done."""
+        assert self.gated_model is not None
+        delay = 1.0
+        while True:
+            try:
+                self.gated_model.load()
+                break
+            except Exception as exc:  # readiness stays 503 while it keeps failing
+                log.error(
+                    "loading the chat model failed (next try in %.0f s): %s: %s",
+                    delay,
+                    type(exc).__name__,
+                    exc,
+                )
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 30.0)
+
+    def chat_model_loaded(self) -> bool:
+        """A model handed in by the caller (tests, embedding apps) counts as loaded."""
+        return self.gated_model is None or self.gated_model.loaded
+
+    @property
+    def ready(self) -> bool:
+        """Serving needs the index; with eager loading, the chat model too."""
+        model_ok = not self.settings.eager_load or self.chat_model_loaded()
+        return self.index.ready and model_ok
 
     def _snapshot_loop(self) -> None:
         while not self._stop.wait(self.settings.snapshot_interval_s):
@@ -102,6 +144,10 @@ class Ports:
         self.engine.dispose()
 
 
+def _chat_loaded(seconds: float) -> None:
+    MODEL_LOAD_SECONDS.labels("chat").set(seconds)
+
+
 def build_backend(settings: Settings) -> GatedBackend:
     """The configured model behind admission control, built on first use."""
     if settings.model_backend == "openai":
@@ -119,7 +165,9 @@ def build_backend(settings: Settings) -> GatedBackend:
                 max_retries=settings.model_max_retries,
             )
 
-        return GatedBackend(remote, max_waiting=settings.model_max_waiting, model_id=name)
+        return GatedBackend(
+            remote, max_waiting=settings.model_max_waiting, model_id=name, on_load=_chat_loaded
+        )
 
     from personalization.backends.llama_cpp import SMOLLM2_ID
 
@@ -130,7 +178,28 @@ def build_backend(settings: Settings) -> GatedBackend:
             n_ctx=settings.model_context_tokens, n_gpu_layers=settings.model_gpu_layers
         )
 
-    return GatedBackend(embedded, max_waiting=settings.model_max_waiting, model_id=SMOLLM2_ID)
+    return GatedBackend(
+        embedded, max_waiting=settings.model_max_waiting, model_id=SMOLLM2_ID, on_load=_chat_loaded
+    )
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The configured embedder, loaded now (the lifespan waits for it), with its time
+    logged: the first turn never pays for it."""
+    start = time.perf_counter()
+    if settings.embedder_factory:
+        log.info("loading embedder from %s", settings.embedder_factory)
+        module, _, name = settings.embedder_factory.partition(":")
+        embedder: Embedder = getattr(importlib.import_module(module), name)()
+    else:
+        from personalization.embedder import MINILM_ID, SentenceTransformerEmbedder
+
+        log.info("loading embedder %s on %s", MINILM_ID, settings.embedder_device)
+        embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
+    seconds = time.perf_counter() - start
+    MODEL_LOAD_SECONDS.labels("embedder").set(seconds)
+    log.info("embedder %s loaded in %.1f s", embedder.model_id, seconds)
+    return embedder
 
 
 def build_ports(
@@ -139,22 +208,21 @@ def build_ports(
     engine = create_db_engine(settings.sqlalchemy_url)
     migrate(engine)
     apply_thread_settings(settings, load_torch=embedder is None)
-    if embedder is None and settings.embedder_factory:
-        module, _, name = settings.embedder_factory.partition(":")
-        embedder = getattr(importlib.import_module(module), name)()
     if embedder is None:
-        from personalization.embedder import SentenceTransformerEmbedder
-
-        embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
+        embedder = load_embedder(settings)
     batcher = BatchingEmbedder(
         embedder,
         max_batch=settings.embed_batch_size,
         max_wait_s=settings.embed_batch_wait_ms / 1000,
+        on_batch=observe_embed_batch,
     )
     embedder = AdmittedEmbedder(
         batcher, max_waiting=settings.embed_max_waiting, throughput=batcher.sentences_per_second
     )
-    model = backend or build_backend(settings)
+    gated: GatedBackend | None = None
+    if backend is None:
+        gated = backend = build_backend(settings)
+    model = ObservedBackend(backend)
     keys = KeyRepository(engine)
     users = UserRepository(engine)
     instructions = InstructionRepository(engine)
@@ -230,8 +298,9 @@ def build_ports(
             else None
         ),
         turns=turns,
-        turn_recorder=TurnRecorder(
+        turn_recorder=ObservedTurnRecorder(
             turns, keep=settings.turns_kept, keep_message=settings.turns_keep_message
         ),
         embed_batcher=batcher,
+        gated_model=gated,
     )

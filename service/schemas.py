@@ -565,6 +565,9 @@ class Health(BaseModel):
     status: str
     index: str | None = None
     vectors: int | None = None
+    model: str | None = Field(
+        None, description="chat model: loaded, loading (eager load running) or lazy (on first use)"
+    )
 
 
 # --- OpenAI-compatible chat -------------------------------------------------------------

@@ -127,6 +127,18 @@ class Settings(BaseSettings):
         300.0, gt=0, description="/healthz answers 503 after this long not ready"
     )
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text for a terminal; json: one object per line, for a log pipeline"
+    )
+    metrics_enabled: bool = Field(True, description="serve Prometheus metrics at GET /metrics")
+    metrics_token: SecretStr | None = Field(
+        None, description="when set, GET /metrics needs Authorization: Bearer <this token>"
+    )
+    eager_load: bool = Field(
+        True,
+        description="load the chat model at start (readiness waits for it) instead of at the "
+        "first call that needs it",
+    )
     public_url: str | None = Field(
         None,
         pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",

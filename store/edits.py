@@ -323,6 +323,20 @@ class EditRepository:
         times = [t for t in (pending, leased) if t is not None]
         return min(times) if times else None
 
+    def queue_stats(self) -> tuple[dict[str, int], datetime | None]:
+        """Jobs waiting or running across every tenant, by status, and when the oldest of
+        them was recorded: an operator's view (/metrics), so deliberately unscoped."""
+        waiting = (InferenceStatus.pending, InferenceStatus.running)
+        with Session(self._engine) as session:
+            rows = session.exec(
+                select(Edit.inference_status, sa.func.count(), sa.func.min(Edit.created_at))
+                .where(col(Edit.inference_status).in_(waiting))
+                .group_by(col(Edit.inference_status))
+            ).all()
+        counts = {str(status): int(count) for status, count, _ in rows}
+        oldest = min((first for _, _, first in rows if first is not None), default=None)
+        return counts, oldest
+
     # -- index maintenance: edits whose context carries a preference ----------------------
 
     def _indexed(self, model: str) -> tuple[sa.ColumnElement[bool], ...]:

@@ -1,21 +1,30 @@
 """Logs never carry profile text at the default level, error paths included (failed
-inference, failed aggregation, rejected snapshot, bad input)."""
+inference, failed aggregation, rejected snapshot, bad input), in either log format: what
+the handler writes is checked too, and in JSON every line must parse."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
+
+import pytest
 
 from tests.fakes import RuleBackend
 
 SECRET = "zanzibar-kumquat"
 
 
-def test_no_profile_text_in_logs(start_app: Any, caplog: Any) -> None:
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_no_profile_text_in_logs(
+    start_app: Any, caplog: Any, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
     caplog.set_level(logging.INFO)
     backend = RuleBackend(fail_first=3)  # the worker's first attempts fail and are logged
-    api = start_app(backend=backend, edit_retry_backoff_s=0.01, edit_max_attempts=2)
+    api = start_app(
+        backend=backend, edit_retry_backoff_s=0.01, edit_max_attempts=2, log_format=log_format
+    )
     h = api.tenant()
     api.user(h, "alice")
     api.instruction(h, "alice", text=f"I like {SECRET}", always_on=True)
@@ -55,3 +64,10 @@ def test_no_profile_text_in_logs(start_app: Any, caplog: Any) -> None:
     )
     assert "giving up on edit" in caplog.text  # the error path did log
     assert SECRET not in caplog.text
+    written = capsys.readouterr().err
+    assert "giving up on edit" in written
+    assert "/v1/users/{user_id}/edits" in written  # the access lines are there
+    assert SECRET not in written
+    if log_format == "json":
+        records = [json.loads(line) for line in written.splitlines() if line.strip()]
+        assert any(r["logger"] == "tailor.access" and r["status"] == 422 for r in records)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.deps import IndexDep, SettingsDep
+from service.deps import IndexDep, PortsDep, SettingsDep
 from service.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -26,17 +26,24 @@ def healthz(index: IndexDep, settings: SettingsDep) -> JSONResponse:
 @router.get(
     "/readyz",
     response_model=Health,
-    summary="Readiness: the vector index is loaded or rebuilt",
+    summary="Readiness: the vector index is loaded or rebuilt, and the chat model loaded",
     description=(
         "200 once this replica can serve turns; 503 while it loads or rebuilds its vector index "
-        "from SQL. A load balancer should route only to ready replicas."
+        "from SQL, or (with TAILOR_EAGER_LOAD, the default) while it loads the chat model. A "
+        "load balancer should route only to ready replicas."
     ),
     responses={503: {"model": Health, "description": "still loading or rebuilding"}},
 )
-def readyz(index: IndexDep) -> JSONResponse:
+def readyz(ports: PortsDep) -> JSONResponse:
+    index = ports.index
+    if ports.chat_model_loaded():
+        model = "loaded"
+    else:
+        model = "loading" if ports.settings.eager_load else "lazy"
     body = Health(
-        status="ready" if index.ready else "not_ready",
+        status="ready" if ports.ready else "not_ready",
         index=str(index.state),
         vectors=index.cache.count() if index.ready else None,
+        model=model,
     )
-    return JSONResponse(body.model_dump(), status_code=200 if index.ready else 503)
+    return JSONResponse(body.model_dump(), status_code=200 if ports.ready else 503)
