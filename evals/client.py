@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import tailor_client
@@ -34,8 +34,14 @@ class ChatReply:
     profile_items: list[dict[str, Any]] = field(default_factory=list)
 
 
+class Http(tailor_client.SyncHttp, Protocol):
+    """httpx.Client, or Starlette's TestClient over the app in this process."""
+
+    def close(self) -> None: ...
+
+
 class TailorClient:
-    def __init__(self, http: httpx.Client) -> None:
+    def __init__(self, http: Http) -> None:
         self.api = tailor_client.TailorClient(http=http, retry=_EVAL_RETRIES)
         self._http = http
 

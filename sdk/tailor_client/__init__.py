@@ -3,6 +3,7 @@ with the same methods, typed answers (`tailor_client.types`), retries that honou
 `Retry-After` (`RetryPolicy`) and typed errors by status and code."""
 
 from tailor_client._calls import Call, RetryPolicy
+from tailor_client._http import AsyncHttp, SyncHttp
 from tailor_client.async_client import AsyncTailorClient
 from tailor_client.client import TailorClient
 from tailor_client.errors import (
@@ -21,6 +22,7 @@ from tailor_client.errors import (
 )
 
 __all__ = [
+    "AsyncHttp",
     "AsyncTailorClient",
     "BackendError",
     "Call",
@@ -32,6 +34,7 @@ __all__ = [
     "PreconditionFailedError",
     "RateLimitedError",
     "RetryPolicy",
+    "SyncHttp",
     "TailorClient",
     "TailorError",
     "UnauthorizedError",

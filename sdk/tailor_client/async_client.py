@@ -15,6 +15,7 @@ import httpx
 from tailor_client import _calls as c
 from tailor_client import types as t
 from tailor_client._calls import Call, Messages, RetryPolicy
+from tailor_client._http import AsyncHttp
 from tailor_client.client import DEFAULT_URL, FINISHED_EDIT
 
 T = TypeVar("T")
@@ -35,23 +36,25 @@ class AsyncTailorClient:
         timeout_s: float = 60.0,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        http: httpx.AsyncClient | None = None,
+        http: AsyncHttp | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._owned = http is None
-        self._http = http or httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            transport=transport,
-        )
+        self._owned: httpx.AsyncClient | None = None
+        if http is None:
+            http = self._owned = httpx.AsyncClient(
+                base_url=base_url.rstrip("/"),
+                timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+                transport=transport,
+            )
+        self._http: AsyncHttp = http
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
 
     async def aclose(self) -> None:
         """Closes the connection pool this client made (an injected `http` is yours)."""
-        if self._owned:
-            await self._http.aclose()
+        if self._owned is not None:
+            await self._owned.aclose()
 
     async def __aenter__(self) -> AsyncTailorClient:
         return self

@@ -14,6 +14,7 @@ import httpx
 from tailor_client import _calls as c
 from tailor_client import types as t
 from tailor_client._calls import Call, Messages, RetryPolicy
+from tailor_client._http import SyncHttp
 
 T = TypeVar("T")
 
@@ -36,23 +37,25 @@ class TailorClient:
         timeout_s: float = 60.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
-        http: httpx.Client | None = None,
+        http: SyncHttp | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._owned = http is None
-        self._http = http or httpx.Client(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
-            transport=transport,
-        )
+        self._owned: httpx.Client | None = None
+        if http is None:
+            http = self._owned = httpx.Client(
+                base_url=base_url.rstrip("/"),
+                timeout=httpx.Timeout(timeout_s, connect=min(10.0, timeout_s)),
+                transport=transport,
+            )
+        self._http: SyncHttp = http
         self._auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
 
     def close(self) -> None:
         """Closes the connection pool this client made (an injected `http` is yours)."""
-        if self._owned:
-            self._http.close()
+        if self._owned is not None:
+            self._owned.close()
 
     def __enter__(self) -> TailorClient:
         return self
