@@ -237,3 +237,14 @@ def test_doctor_reports_each_check_and_fails_on_any(tmp_path: Path) -> None:
     assert status == {"database": "fail", "embedder": "ok", "index": "ok", "backend": "fail"}
     assert "database, backend" in broken.stderr
     assert not (tmp_path / "empty").exists()  # doctor only reads
+
+
+@pytest.mark.slow
+def test_doctor_loads_the_packaged_models_offline(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    tailor("migrate", "--data-dir", str(data), cwd=tmp_path)
+    done = tailor("doctor", "--data-dir", str(data), cwd=tmp_path, env={"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {line.split()[1]: line for line in done.stdout.splitlines()}
+    assert "all-MiniLM-L6-v2 loaded offline, dim 384" in lines["embedder"]
+    assert "SmolLM2-135M" in lines["backend"] and lines["backend"].startswith("ok")

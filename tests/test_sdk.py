@@ -347,3 +347,22 @@ def test_the_readme_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert "409 user_exists" in outputs[0]
     assert outputs[1].startswith("1 instructions apply")
     assert RuleBackend().answer in outputs[1]
+
+
+def test_a_stream_that_fails_midway_raises_the_error_event() -> None:
+    events = (
+        'data: {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", '
+        '"choices": [{"index": 0, "delta": {"content": "Hel"}, "finish_reason": null}]}\n\n'
+        'data: {"error": {"code": "backend_unavailable", "message": "model went away"}}\n\n'
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert json.loads(request.content)["stream"] is True
+        return httpx.Response(200, text=events, headers={"Content-Type": "text/event-stream"})
+
+    client = tailor_client.TailorClient("http://t", transport=httpx.MockTransport(handler))
+    stream = client.chat_stream("hi", user="u")
+    assert next(stream)["choices"][0]["delta"]["content"] == "Hel"
+    with pytest.raises(tailor_client.BackendError) as failed:
+        next(stream)
+    assert (failed.value.code, failed.value.message) == ("backend_unavailable", "model went away")
