@@ -165,14 +165,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tailor {args.command}: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        import tailor_client
-
-        from store.errors import TailorError as StoreError
-
-        if isinstance(exc, tailor_client.TailorError | StoreError):
+        if _is_refusal(exc):
             print(f"tailor {args.command}: {exc}", file=sys.stderr)
             return 1
         raise
+
+
+def _is_refusal(exc: Exception) -> bool:
+    """An error the service or the store answered with: one line, not a traceback."""
+    from store.errors import TailorError as StoreError
+
+    if isinstance(exc, StoreError):
+        return True
+    client = sys.modules.get("tailor_client")  # loaded only by the commands that use it
+    return client is not None and isinstance(exc, client.TailorError)
 
 
 def _dispatch(settings: Settings, args: argparse.Namespace) -> int:

@@ -8,11 +8,13 @@ import json
 import os
 import sys
 from pathlib import Path
-
-import tailor_client
+from typing import TYPE_CHECKING
 
 from service.cli_db import CliError
 from service.settings import Settings
+
+if TYPE_CHECKING:  # imported when used: `tailor serve` does not need the client
+    import tailor_client
 
 
 def add_commands(
@@ -54,6 +56,8 @@ def connect(settings: Settings, args: argparse.Namespace) -> tailor_client.Tailo
     key = args.api_key or os.environ.get("TAILOR_API_KEY")
     if not key:
         raise CliError("pass --api-key or set TAILOR_API_KEY (a tenant-wide key)")
+    import tailor_client
+
     return tailor_client.TailorClient(args.url or settings.profile_base_url, key)
 
 
