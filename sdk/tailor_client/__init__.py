@@ -2,7 +2,7 @@
 with the same methods, typed answers (`tailor_client.types`), retries that honour
 `Retry-After` (`RetryPolicy`) and typed errors by status and code."""
 
-from tailor_client._calls import Call, RetryPolicy
+from tailor_client._core import Call, RetryPolicy
 from tailor_client._http import AsyncHttp, SyncHttp
 from tailor_client.async_client import AsyncTailorClient
 from tailor_client.client import TailorClient

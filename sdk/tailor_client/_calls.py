@@ -5,76 +5,25 @@ one-line method on each client."""
 
 from __future__ import annotations
 
-import json as jsonlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Generic, Literal, NoReturn, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 from tailor_client import types as t
-from tailor_client.errors import error_from_body, parse_retry_after
+from tailor_client._core import (
+    Call,
+    RetryPolicy,
+    finish,
+    no_body,
+    raise_error,
+    sse_line,
+)
 
-T = TypeVar("T")
+__all__ = ["Call", "RetryPolicy", "finish", "raise_error", "sse_line"]
 
 Messages = str | Sequence[Mapping[str, object]]
 """A turn's messages: OpenAI-style dicts, or one string for a single user message."""
-
-
-def _json(body: Any) -> Any:
-    return body
-
-
-def _none(_body: Any) -> None:
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Call(Generic[T]):
-    method: str
-    path: str
-    parse: Callable[[Any], T] = _json
-    ok: tuple[int, ...] = (200,)
-    json: Any = None
-    params: Mapping[str, str | int] | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    retry: bool = True  # 429/503 are retried (the service did nothing); /readyz is not
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How long to ride out 429 and 503: the server's `Retry-After` (else a doubling
-    backoff from `backoff_s`), each wait capped at `max_wait_s`, at most `max_retries`
-    times. The service answers these before doing any work, so a retried POST is
-    never applied twice."""
-
-    max_retries: int = 4
-    max_wait_s: float = 30.0
-    backoff_s: float = 0.5
-
-    def wait_s(self, call: Call[Any], status: int, retry_after: str | None, attempt: int) -> float:
-        """Seconds to wait before trying again, or -1 to give up."""
-        if not call.retry or status not in (429, 503) or attempt >= self.max_retries:
-            return -1.0
-        told = parse_retry_after(retry_after)
-        wanted = told if told is not None else self.backoff_s * 2**attempt
-        return min(self.max_wait_s, wanted)
-
-
-def finish(call: Call[T], status: int, content: bytes, retry_after: str | None) -> T:
-    """The parsed answer, or the typed error for it."""
-    if status not in call.ok:
-        raise_error(status, content, retry_after)
-    return call.parse(jsonlib.loads(content) if content else None)
-
-
-def raise_error(status: int, content: bytes, retry_after: str | None) -> NoReturn:
-    try:
-        body = jsonlib.loads(content) if content else None
-    except ValueError:
-        body = None
-    text = content.decode(errors="replace")
-    raise error_from_body(status, body, text, parse_retry_after(retry_after))
 
 
 def _user(user_id: str) -> str:
@@ -138,7 +87,7 @@ def list_keys() -> Call[list[t.Key]]:
 
 
 def revoke_key(key_id: str) -> Call[None]:
-    return Call("DELETE", f"/v1/keys/{quote(key_id, safe='')}", _none, ok=(204,))
+    return Call("DELETE", f"/v1/keys/{quote(key_id, safe='')}", no_body, ok=(204,))
 
 
 # --- users ---------------------------------------------------------------------------------
@@ -157,7 +106,7 @@ def get_user(user_id: str) -> Call[t.User]:
 
 
 def delete_user(user_id: str) -> Call[None]:
-    return Call("DELETE", _user(user_id), _none, ok=(204,))
+    return Call("DELETE", _user(user_id), no_body, ok=(204,))
 
 
 # --- standing instructions -----------------------------------------------------------------
@@ -206,7 +155,7 @@ def delete_instruction(user_id: str, instruction_id: str, if_version: int | None
     return Call(
         "DELETE",
         f"{_user(user_id)}/instructions/{instruction_id}",
-        _none,
+        no_body,
         ok=(204,),
         headers=_if_match(instruction_id, if_version),
     )
@@ -332,7 +281,7 @@ def get_example(user_id: str, example_id: str) -> Call[t.Example]:
 
 
 def delete_example(user_id: str, example_id: str) -> Call[None]:
-    return Call("DELETE", f"{_user(user_id)}/examples/{example_id}", _none, ok=(204,))
+    return Call("DELETE", f"{_user(user_id)}/examples/{example_id}", no_body, ok=(204,))
 
 
 # --- turns: context, chat, recent turns ------------------------------------------------------
@@ -387,25 +336,4 @@ def create_session(user_id: str) -> Call[t.Session]:
 
 
 def end_session(user_id: str, session_id: str) -> Call[None]:
-    return Call("DELETE", f"{_user(user_id)}/sessions/{session_id}", _none, ok=(204,))
-
-
-# --- server-sent events -----------------------------------------------------------------------
-
-
-def sse_line(line: str) -> t.ChatCompletionChunk | Literal["done"] | None:
-    """One line of a chat stream: a chunk, "done" at `[DONE]`, or None for a line that
-    carries nothing. An `error` event (the model failed after the status line went out)
-    is raised as the typed error it names, with the 200 that was sent."""
-    if not line.startswith("data:"):
-        return None
-    data = line[len("data:") :].strip()
-    if data == "[DONE]":
-        return "done"
-    if not data:
-        return None
-    event = jsonlib.loads(data)
-    if isinstance(event, dict) and "error" in event:
-        raise error_from_body(200, event)
-    chunk: t.ChatCompletionChunk = event
-    return chunk
+    return Call("DELETE", f"{_user(user_id)}/sessions/{session_id}", no_body, ok=(204,))
