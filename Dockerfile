@@ -19,6 +19,8 @@ COPY service ./service
 COPY personalization ./personalization
 COPY store ./store
 COPY evals ./evals
+# The client package (sdk/tailor_client) ships inside the service: evals and the CLI use it.
+COPY sdk ./sdk
 # The `postgres` extra brings psycopg (binary wheel, libpq included): without it the
 # image could not use the PostgreSQL URL the README and compose.yaml advertise.
 RUN pip install ".[postgres]" && python -c "import psycopg"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+import tailor_client
 
 from evals.cipher_env import (
     CipherTailor,
@@ -68,7 +69,7 @@ def test_costs_per_method_in_a_toy_world() -> None:
         learned = run_method(cipher, user, plan, progress=False).summary()
         # Learned through the service: edits POSTed, inferred by its worker, retrieved
         # and composed by /context.
-        preferences = client._call("GET", "/v1/users/tailor-eval-cipher/preferences", ok=(200,))
+        preferences = client.api.list_preferences("tailor-eval-cipher")
         assert preferences["total"] >= 1
         cipher.close()
         assert learned["cumulative_curve"] == [4, 4, 4, 4]
@@ -76,14 +77,15 @@ def test_costs_per_method_in_a_toy_world() -> None:
         assert learned["tokens"] == baseline["tokens"] == 4 * 12  # drafts only, 10 + 2 each
         rendered = table({"methods": [baseline, icl.summary(), learned]})
         assert "| CIPHER-5 | 4 |" in rendered
-        gone = client._call("GET", "/v1/users/tailor-eval-cipher", ok=(200, 404))
-        assert gone["error"]["code"] == "user_not_found"
+        with pytest.raises(tailor_client.NotFoundError) as gone:
+            client.api.get_user("tailor-eval-cipher")
+        assert gone.value.code == "user_not_found"
 
 
 def test_run_cleans_up_and_reports_config() -> None:
     with in_process_service(embedder=HashingEmbedder(), backend=ToyWorld()) as client:
         report = run(client, HashingEmbedder(), rounds=3, seed=1, progress=False)
-        users = client._call("GET", "/v1/users", ok=(200,))
+        users = client.api.list_users()
     assert users["total"] == 0
     assert report["config"]["model"] == "toy" and report["config"]["rounds"] == 3
     assert [m["method"] for m in report["methods"]] == ["no-learning", "ICL-edit-5", "CIPHER-5"]

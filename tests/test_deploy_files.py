@@ -72,5 +72,5 @@ def test_the_image_installs_the_postgresql_driver() -> None:
         "optional-dependencies"
     ]
     assert any(dep.startswith("psycopg") for dep in extras["postgres"])
-    for path in ("service", "personalization", "store"):
+    for path in ("service", "personalization", "store", "evals", "sdk"):
         assert f"COPY {path} ./{path}" in dockerfile

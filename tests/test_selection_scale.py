@@ -190,7 +190,7 @@ def test_over_the_real_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         monkeypatch.setattr(c, "context", context)
         monkeypatch.setattr(c, "add_instruction", add)
         report = selection_scale.run(c, ScaleConfig(data=tmp_path, sizes=(1, 5)), progress=False)
-        left = c._call("GET", "/v1/users", ok=(200,))
+        left = c.api.list_users()
     assert left["total"] == 0
     preference_of = {i.question: i.preference for i in items}
     dev_hits = [
