@@ -129,14 +129,14 @@ _DIETS: dict[str, set[str]] = {
 
 def text_key(text: str) -> str:
     """Normalised text: case, spacing, punctuation and contractions do not matter."""
-    text = text.lower().replace("’", "'")
+    text = text.lower().replace("\u2019", "'")
     text = re.sub(r"\bi'm\b", "i am", text)
     text = re.sub(r"n't\b", " not", text)
     return " ".join(re.findall(r"[a-z0-9]+", text))[:KEY_CHARS]
 
 
 def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("’", "'"))
+    return _WORD.findall(text.lower().replace("\u2019", "'"))
 
 
 def polarity(text: str) -> int:
@@ -241,9 +241,7 @@ def plan_capture(
         if repeated is not None:
             reinforcements.append(Reinforcement(repeated.kind, repeated.id))
             continue
-        if any(
-            _repeats(key, statement.text, vector, p.key, _as_known(p)) for p in proposals
-        ):
+        if any(_repeats(key, statement.text, vector, p.key, _as_known(p)) for p in proposals):
             continue
         target = next(
             (

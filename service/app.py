@@ -17,6 +17,7 @@ from service.errors import AnswerUnexpected, install_error_handlers
 from service.limits import BodySizeLimit
 from service.ports import build_ports
 from service.routes import (
+    capture,
     chat,
     context,
     edits,
@@ -100,6 +101,7 @@ def create_app(
         privacy.router,
         sessions.router,
         turns.router,
+        capture.router,
     ):
         app.include_router(router, responses=COMMON_ERRORS)
     app.include_router(ui.router)

@@ -52,7 +52,7 @@ def _suggestion_in_scope(scope: UserScope) -> tuple[sa.ColumnElement[bool], ...]
     return (col(Suggestion.tenant_id) == scope.tenant_id, col(Suggestion.user_id) == scope.user_id)
 
 
-def _decided() -> Conflict:
+def already_decided() -> Conflict:
     return Conflict(
         "this suggestion was accepted or rejected already", code="suggestion_already_decided"
     )
@@ -262,7 +262,7 @@ class CaptureRepository:
         )
         if int(result.rowcount) != 1:
             session.rollback()
-            raise _decided()
+            raise already_decided()
         record_user_change(session, scope, "suggestion", suggestion.id, status.value)
         return suggestion.model_copy(
             update={"status": status, "instruction_id": instruction_id, "decided_at": now}

@@ -16,7 +16,14 @@ from personalization.backends import GenerationSettings
 from personalization.chat import PreparedChat
 from personalization.messages import ChatMessage
 from personalization.provenance import used_items
-from service.deps import ChatDep, ScopeDep, SettingsDep, TurnRecorderDep, UsersDep
+from service.deps import (
+    CaptureServiceDep,
+    ChatDep,
+    ScopeDep,
+    SettingsDep,
+    TurnRecorderDep,
+    UsersDep,
+)
 from service.errors import error_body
 from service.schemas import (
     AssistantMessage,
@@ -102,6 +109,7 @@ def chat_completions(
     chat: ChatDep,
     settings: SettingsDep,
     recorder: TurnRecorderDep,
+    capture: CaptureServiceDep,
     background: BackgroundTasks,
 ) -> Any:
     user = _user_scope(body, scope, users)
@@ -111,6 +119,8 @@ def chat_completions(
     prepared = chat.prepare(user, messages, options, generation)
     info = _tailor_info(user, prepared)
     background.add_task(recorder.record, user, "chat", prepared.turn)
+    if settings.capture_chat:
+        background.add_task(capture.submit_turn, user, messages)
     headers = {PROFILE_HEADER: ",".join(str(item.id) for item in info.profile_items)}
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
