@@ -26,7 +26,7 @@ from personalization.suggestions import CaptureService
 from store.captures import CaptureRepository, NewSuggestion, scope_of
 from store.errors import TailorError
 from store.instructions import InstructionRepository
-from store.models import CaptureJob, SuggestionAction
+from store.models import CaptureJob, SuggestionAction, SuggestionStatus
 from store.scope import UserScope
 from store.vector_index import decode_vector, encode_vector
 
@@ -78,15 +78,14 @@ class CaptureWorker(LeasedWorker[CaptureJob]):
             KnownItem("instruction", instruction_id, text, vector(m, d, blob))
             for instruction_id, text, m, d, blob in self._instructions.current_texts(scope)
         ]
-        known += [
-            KnownItem(
-                "suggestion",
-                row.id,
-                row.text,
-                vector(row.embedding_model, row.embedding_dim, row.text_embedding),
-            )
-            for row in self._captures.open_suggestions(scope)
-        ]
+        active = {item.id for item in known}
+        for row in self._captures.all_suggestions(scope):
+            embedded = vector(row.embedding_model, row.embedding_dim, row.text_embedding)
+            if row.status != SuggestionStatus.accepted:
+                known.append(KnownItem("suggestion", row.id, row.text, embedded))
+            elif row.instruction_id in active:
+                # its words as first suggested stand for the instruction it became
+                known.append(KnownItem("instruction", row.instruction_id, row.text, embedded))
         return known
 
     def _process(self, job: CaptureJob) -> None:

@@ -209,15 +209,11 @@ class CaptureRepository:
 
     # -- suggestions -------------------------------------------------------------------------
 
-    def open_suggestions(self, scope: UserScope) -> list[Suggestion]:
-        """Pending and rejected ones: what a new statement may repeat."""
+    def all_suggestions(self, scope: UserScope) -> list[Suggestion]:
+        """Every suggestion of the user, whatever its status: what a new statement may
+        repeat (an accepted one stands for the instruction it became)."""
         with Session(self._engine) as session:
-            rows = session.exec(
-                select(Suggestion).where(
-                    *_suggestion_in_scope(scope),
-                    col(Suggestion.status) != SuggestionStatus.accepted,
-                )
-            ).all()
+            rows = session.exec(select(Suggestion).where(*_suggestion_in_scope(scope))).all()
             return list(rows)
 
     def suggestions(self, scope: UserScope, status: SuggestionStatus) -> list[Suggestion]:
