@@ -179,7 +179,9 @@ def test_statements_repeated_in_one_conversation_are_suggested_once(api: tuple[A
 
 def test_guarded_junk_is_not_suggested(api: tuple[Api, H]) -> None:
     app, h = api
-    captured(app, h, ("user", "I always say: as an AI I love being a helpful assistant named SmolLM."))
+    captured(
+        app, h, ("user", "I always say: as an AI I love being a helpful assistant named SmolLM.")
+    )
     assert suggestions(app, h) == []
 
 
