@@ -181,3 +181,21 @@ def test_only_the_users_words_are_evidence() -> None:
     assert user_evidence(messages) == ["I like jazz.", "Any concerts?"]
     assert this_turn(messages) == messages[3:]
     assert user_evidence(this_turn(messages)) == ["Any concerts?"]
+
+
+@pytest.mark.slow
+def test_with_minilm_a_rewording_repeats_and_a_different_taste_does_not() -> None:
+    from personalization.embedder import SentenceTransformerEmbedder
+
+    minilm = SentenceTransformerEmbedder()
+    items = [
+        KnownItem("instruction", uuid.uuid4(), t, minilm.embed([t])[0])
+        for t in ("I'm vegetarian.", "I prefer tea.", "I love spicy food.")
+    ]
+    texts = ["I am a vegetarian.", "I prefer coffee.", "I hate spicy food."]
+    result = plan_capture(said(*texts), minilm.embed(texts), items)
+    assert [r.id for r in result.reinforcements] == [items[0].id]
+    assert [(p.statement.text, p.action, p.target_instruction_id) for p in result.proposals] == [
+        ("I prefer coffee.", "new", None),
+        ("I hate spicy food.", "supersede", items[2].id),
+    ]
