@@ -18,6 +18,7 @@ from service.logs import adopt_server_loggers, configure_logging
 from service.observe import RequestObservation
 from service.ports import build_ports
 from service.routes import (
+    capture,
     chat,
     context,
     edits,
@@ -105,6 +106,7 @@ def create_app(
         privacy.router,
         sessions.router,
         turns.router,
+        capture.router,
     ):
         app.include_router(router, responses=COMMON_ERRORS)
     app.include_router(ui.router)

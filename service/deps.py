@@ -14,8 +14,10 @@ from personalization.edits import EditService
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from personalization.provenance import TurnRecorder
+from personalization.suggestions import CaptureService
 from service.ports import Ports
 from service.settings import Settings
+from store.captures import CaptureRepository
 from store.edits import EditRepository
 from store.errors import Forbidden, Unauthorized
 from store.examples import ExampleRepository
@@ -100,6 +102,14 @@ def _turn_recorder(ports: PortsDep) -> TurnRecorder:
     return ports.turn_recorder
 
 
+def _captures(ports: PortsDep) -> CaptureRepository:
+    return ports.captures
+
+
+def _capture_service(ports: PortsDep) -> CaptureService:
+    return ports.capture_service
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 KeysDep = Annotated[KeyRepository, Depends(_keys)]
 UsersDep = Annotated[UserRepository, Depends(_users)]
@@ -115,6 +125,8 @@ IndexDep = Annotated[IndexManager, Depends(_index)]
 ChatDep = Annotated[ChatService, Depends(_chat)]
 TurnsDep = Annotated[TurnRepository, Depends(_turns)]
 TurnRecorderDep = Annotated[TurnRecorder, Depends(_turn_recorder)]
+CapturesDep = Annotated[CaptureRepository, Depends(_captures)]
+CaptureServiceDep = Annotated[CaptureService, Depends(_capture_service)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 

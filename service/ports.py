@@ -14,6 +14,7 @@ from personalization.admission import AdmittedEmbedder, KeyRateLimiter
 from personalization.applicability import ApplicabilityModel
 from personalization.backends import ModelBackend
 from personalization.backends.gate import GatedBackend
+from personalization.capture_worker import CaptureWorker
 from personalization.chat import ChatService
 from personalization.cipher import CipherRetriever, PreferenceAggregator
 from personalization.context import ContextBuilder
@@ -24,6 +25,7 @@ from personalization.embedder import Embedder
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from personalization.provenance import TurnRecorder
+from personalization.suggestions import CaptureService
 from service.metrics import (
     MODEL_LOAD_SECONDS,
     ObservedBackend,
@@ -32,6 +34,7 @@ from service.metrics import (
 )
 from service.settings import Settings
 from service.threads import apply_thread_settings
+from store.captures import CaptureRepository
 from store.changes import ChangeLogReader
 from store.db import create_db_engine, migrate
 from store.edits import EditRepository
@@ -69,6 +72,9 @@ class Ports:
     rate_limiter: KeyRateLimiter | None
     turns: TurnRepository
     turn_recorder: TurnRecorder
+    captures: CaptureRepository
+    capture_service: CaptureService
+    capture_worker: CaptureWorker
     embed_batcher: BatchingEmbedder | None = None
     gated_model: GatedBackend | None = None  # the configured model, built on first use
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -84,6 +90,7 @@ class Ports:
             thread.start()
             self._threads.append(thread)
         self.worker.start()
+        self.capture_worker.start()
         if self.settings.eager_load and self.gated_model is not None:
             thread = threading.Thread(target=self._load_model, name="tailor-model", daemon=True)
             thread.start()
@@ -134,6 +141,7 @@ class Ports:
 
     def stop(self) -> None:
         self.worker.stop()
+        self.capture_worker.stop()
         self.index.stop()
         self._stop.set()
         for thread in self._threads:
@@ -261,6 +269,26 @@ def build_ports(
         backoff_s=settings.edit_retry_backoff_s,
         lease_s=settings.edit_lease_s,
     )
+    captures = CaptureRepository(engine)
+    capture_worker = CaptureWorker(
+        captures,
+        instructions,
+        embedder,
+        index,
+        auto_accept=settings.capture_auto_accept,
+        max_attempts=settings.edit_max_attempts,
+        backoff_s=settings.edit_retry_backoff_s,
+        lease_s=settings.edit_lease_s,
+    )
+    capture_service = CaptureService(
+        captures,
+        instructions,
+        writer,
+        index,
+        capture_worker,
+        queue_limit=settings.capture_queue_limit,
+    )
+    capture_worker.service = capture_service
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     turns = TurnRepository(engine)
     return Ports(
@@ -301,6 +329,9 @@ def build_ports(
         turn_recorder=ObservedTurnRecorder(
             turns, keep=settings.turns_kept, keep_message=settings.turns_keep_message
         ),
+        captures=captures,
+        capture_service=capture_service,
+        capture_worker=capture_worker,
         embed_batcher=batcher,
         gated_model=gated,
     )

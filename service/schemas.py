@@ -258,6 +258,12 @@ class _InstructionFields(BaseModel):
     applicability_set_by: Literal["derived", "user"] | None = Field(
         description="derived: domains and typical requests follow the text; user: kept"
     )
+    seen_count: int = Field(0, description="times the user restated it in a conversation")
+    last_seen_at: datetime | None = Field(None, description="when the user last restated it")
+    capture_id: uuid.UUID | None = Field(
+        None, description="the conversation capture it was accepted from (source conversation)"
+    )
+    capture_quote: str | None = Field(None, description="the user's words it was captured from")
 
 
 class InstructionPublic(_InstructionFields):
@@ -769,6 +775,12 @@ class ProfileExport(BaseModel):
     turns: list[dict[str, Any]] = Field(
         [], description="the recent turns' record: profile items used, newest first"
     )
+    suggestions: list[dict[str, Any]] = Field(
+        [], description="preferences captured from conversations, with their decisions"
+    )
+    captures: list[dict[str, Any]] = Field(
+        [], description="conversations submitted for capture (messages kept until read)"
+    )
     audit: list[dict[str, Any]]
 
 
@@ -785,7 +797,7 @@ class ImportedInstruction(_Imported):
     applies_when: ConditionText | None = None
     always_on: bool = False
     status: Literal["active", "disabled", "deleted"]
-    source: Literal["user", "app", "inferred"] = "app"
+    source: Literal["user", "app", "inferred", "conversation"] = "app"
     # what the user pinned is restored; what was derived is derived again
     kind: Literal["constraint", "style"] | None = None
     kind_set_by: Literal["derived", "user"] | None = None

@@ -74,6 +74,20 @@ class Settings(BaseSettings):
         description="how long a claimed edit job is held; renewed while the model works, "
         "reclaimed by any replica once expired",
     )
+    capture_chat: bool = Field(
+        False,
+        description="each /v1/chat/completions turn submits its user messages for capture",
+    )
+    capture_auto_accept: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="a captured suggestion this confident or more is accepted at once "
+        "(applies to turns); unset: only suggestions the user or app accepts apply",
+    )
+    capture_queue_limit: int = Field(
+        1000, ge=1, description="conversations waiting for capture per tenant before 429"
+    )
     token_budget: int = Field(600, ge=16, le=8000, description="approx tokens of profile per turn")
     rate_limit_per_minute: int = Field(
         600, ge=0, description="requests per API key per minute (bursts too); 0 = off"

@@ -14,11 +14,13 @@ from sqlmodel import Session, SQLModel, col, select
 from store.clock import utcnow
 from store.models import (
     AppUser,
+    CaptureJob,
     ChangeLog,
     Edit,
     InferredPreference,
     Instruction,
     PreferenceExample,
+    Suggestion,
     TurnRecord,
 )
 from store.scope import UserScope
@@ -30,6 +32,7 @@ _DERIVED = {
     "request_embeddings",
     "prompt_embedding",
     "context_embedding",
+    "text_key",
 }
 _JOB_BOOKKEEPING = {"lease_owner", "lease_expires_at"}  # which worker holds an edit job
 
@@ -70,6 +73,12 @@ def export_user(engine: Engine, scope: UserScope) -> dict[str, Any]:
             ),
             "turns": _rows(
                 session, TurnRecord, scope, col(TurnRecord.at).desc(), col(TurnRecord.id).desc()
+            ),
+            "suggestions": _rows(
+                session, Suggestion, scope, col(Suggestion.created_at), col(Suggestion.id)
+            ),
+            "captures": _rows(
+                session, CaptureJob, scope, col(CaptureJob.created_at), col(CaptureJob.id)
             ),
             "audit": _rows(session, ChangeLog, scope, col(ChangeLog.seq)),
         }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -348,6 +349,25 @@ class InstructionRepository:
             ).all()
             return [_active(*row) for row in rows]
 
+    def current_texts(self, scope: UserScope) -> list[tuple[uuid.UUID, str, str, int, bytes]]:
+        """(instruction id, text, embedding model, dim, text vector) of every active
+        item: what a captured statement is compared with."""
+        with Session(self._engine) as session:
+            rows = session.execute(
+                sa.select(
+                    col(Instruction.instruction_id),
+                    col(Instruction.text),
+                    col(Instruction.embedding_model),
+                    col(Instruction.embedding_dim),
+                    col(Instruction.text_embedding),
+                ).where(
+                    *_in_scope(scope),
+                    col(Instruction.valid_to).is_(None),
+                    col(Instruction.status) == InstructionStatus.active,
+                )
+            ).tuples()
+            return list(rows)
+
     def update(
         self,
         scope: UserScope,
@@ -368,32 +388,7 @@ class InstructionRepository:
         check_expected("instruction", read, expected)
         now = utcnow()
         with Session(self._engine, expire_on_commit=False) as session:
-            new = Instruction(
-                instruction_id=read.instruction_id,
-                version=read.version + 1,
-                tenant_id=read.tenant_id,
-                user_id=read.user_id,
-                text=changes.text if changes.text is not None else read.text,
-                applies_when=(
-                    read.applies_when
-                    if changes.applies_when is None
-                    else (changes.applies_when or None)
-                ),
-                always_on=read.always_on if changes.always_on is None else changes.always_on,
-                status=read.status if changes.status is None else changes.status,
-                source=read.source,
-                promoted_from=read.promoted_from,
-                created_by_key=scope.key_id,
-                embedding_model=embeddings.model if embeddings else read.embedding_model,
-                embedding_dim=embeddings.dim if embeddings else read.embedding_dim,
-                text_embedding=embeddings.text if embeddings else read.text_embedding,
-                condition_embedding=(
-                    embeddings.condition if embeddings else read.condition_embedding
-                ),
-                created_at=read.created_at,
-                valid_from=now,
-            )
-            set_applicability(new, embeddings, read)
+            new = next_version_row(scope, read, changes, embeddings, now)
             commit_next_version(
                 session,
                 scope,
@@ -489,6 +484,44 @@ class InstructionRepository:
         query = sa.select(col(Instruction.user_id), col(Instruction.id)).where(*_active_with(model))
         with Session(self._engine) as session:
             yield from session.execute(query).tuples()
+
+
+def next_version_row(
+    scope: UserScope,
+    read: Instruction,
+    changes: InstructionChanges,
+    embeddings: InstructionEmbeddings | None,
+    now: datetime,
+) -> Instruction:
+    """The version after `read`: `read` plus `changes`, keyed by `embeddings` (None:
+    the text and condition are unchanged, so are their keys). How often the user
+    restated it and where it was captured from carry over."""
+    new = Instruction(
+        instruction_id=read.instruction_id,
+        version=read.version + 1,
+        tenant_id=read.tenant_id,
+        user_id=read.user_id,
+        text=changes.text if changes.text is not None else read.text,
+        applies_when=(
+            read.applies_when if changes.applies_when is None else (changes.applies_when or None)
+        ),
+        always_on=read.always_on if changes.always_on is None else changes.always_on,
+        status=read.status if changes.status is None else changes.status,
+        source=read.source,
+        promoted_from=read.promoted_from,
+        created_by_key=scope.key_id,
+        embedding_model=embeddings.model if embeddings else read.embedding_model,
+        embedding_dim=embeddings.dim if embeddings else read.embedding_dim,
+        text_embedding=embeddings.text if embeddings else read.text_embedding,
+        condition_embedding=(embeddings.condition if embeddings else read.condition_embedding),
+        created_at=read.created_at,
+        valid_from=now,
+        seen_count=read.seen_count,
+        last_seen_at=read.last_seen_at,
+        capture_id=read.capture_id,
+        capture_quote=read.capture_quote,
+    )
+    return set_applicability(new, embeddings, read)
 
 
 def first_version(

@@ -63,6 +63,7 @@ class InstructionSource(StrEnum):
     user = "user"
     app = "app"
     inferred = "inferred"  # promoted from a preference inferred from the user's edits
+    conversation = "conversation"  # a suggestion captured from the user's words, accepted
 
 
 class Tenant(SQLModel, table=True):
@@ -166,6 +167,14 @@ class Instruction(SQLModel, table=True):
     valid_from: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     valid_to: datetime | None = Field(default=None, sa_type=UTCDateTime)
     superseded_by: uuid.UUID | None = None
+    # How often the user restated it in conversation, and when last (capture); carried
+    # to each new version, so a rewording keeps the count.
+    seen_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    last_seen_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Provenance of a version written by accepting a captured suggestion: the capture
+    # job and the user's own words (carried to later versions until another capture).
+    capture_id: uuid.UUID | None = None
+    capture_quote: str | None = Field(default=None, max_length=300)
 
 
 class ChangeLog(SQLModel, table=True):
@@ -356,3 +365,83 @@ class TurnRecord(SQLModel, table=True):
     endpoint: str = Field(max_length=16)
     items: list[dict[str, object]] = Field(default_factory=list, sa_type=sa.JSON)
     message: str | None = Field(default=None, max_length=1000)
+
+
+class CaptureJob(SQLModel, table=True):
+    """A conversation submitted for capture: the job is the row (leased like an edit's
+    inference, see store/job_queue.py). Only the user's own messages are kept, and only
+    until the job is done or has failed for good; the suggestions keep a short quote."""
+
+    __tablename__ = "capture_job"
+    __table_args__ = (
+        sa.Index("ix_capture_job_queue", "status", "next_attempt_at"),
+        sa.Index("ix_capture_job_lease", "status", "lease_expires_at"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True, ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    conversation_id: str | None = Field(default=None, max_length=200)
+    user_messages: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    created_by_key: uuid.UUID | None = None
+    status: InferenceStatus = Field(sa_type=sa.String(16))
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=500)
+    suggestion_ids: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class SuggestionStatus(StrEnum):
+    pending = "pending"  # awaiting the user's (or the app's) decision; not applied
+    accepted = "accepted"  # now a standing instruction (a new one, or a new version)
+    rejected = "rejected"  # never suggested again; a repeat only counts as seen
+
+
+class SuggestionAction(StrEnum):
+    new = "new"  # accepting adds a standing instruction
+    supersede = "supersede"  # accepting writes a new version of `target_instruction_id`
+
+
+class Suggestion(SQLModel, table=True):
+    """A preference the user stated in conversation, suggested as a standing
+    instruction. `text_key` (the normalised text) is unique among a user's undecided
+    and rejected suggestions, so two workers capturing the same statement at once
+    cannot both add it: the second's write fails and its retry reinforces instead."""
+
+    __tablename__ = "suggestion"
+    __table_args__ = (
+        sa.Index("ix_suggestion_scope_status", "tenant_id", "user_id", "status"),
+        sa.Index(
+            "ux_suggestion_open_text",
+            "user_id",
+            "text_key",
+            unique=True,
+            sqlite_where=sa.text("status <> 'accepted'"),
+            postgresql_where=sa.text("status <> 'accepted'"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(foreign_key="tenant.id", ondelete="CASCADE")
+    user_id: uuid.UUID = Field(foreign_key="app_user.id", index=True, ondelete="CASCADE")
+    text: str = Field(max_length=1000)
+    text_key: str = Field(max_length=200)  # normalised text, clipped (an index key)
+    quote: str = Field(max_length=300)
+    conversation_id: str | None = Field(default=None, max_length=200)
+    capture_id: uuid.UUID | None = None
+    confidence: float
+    action: SuggestionAction = Field(sa_type=sa.String(16))
+    target_instruction_id: uuid.UUID | None = None
+    status: SuggestionStatus = Field(sa_type=sa.String(16))
+    instruction_id: uuid.UUID | None = None  # the instruction accepting it wrote
+    seen_count: int = 1
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    embedding_model: str = Field(max_length=200)
+    embedding_dim: int
+    text_embedding: bytes = Field(sa_type=sa.LargeBinary)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -17,8 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from store.changes import record_user_change
-from store.edits import check_queue, lock_tenant_queue
+from store.edits import check_queue
 from store.instructions import InstructionEmbeddings, first_version
+from store.job_queue import lock_tenant_queue
 from store.models import (
     Edit,
     ImportedItem,

@@ -171,6 +171,13 @@ def _endpoints(api: Api, h: dict[str, str]) -> list[Endpoint]:
             202,
         ),
         Endpoint("post", f"{u}/context", "/v1/users/alice/context", {"messages": [message]}, 200),
+        Endpoint(
+            "post",
+            f"{u}/conversations",
+            "/v1/users/alice/conversations",
+            {"messages": [message], "conversation_id": "chat-1"},
+            202,
+        ),
     ]
 
 

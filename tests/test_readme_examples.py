@@ -90,11 +90,22 @@ def test_readme_examples_run_as_written(server: str) -> None:
         assert changed.status_code == 200, changed.text
         return str(first["id"])
 
+    def pending_suggestion() -> str:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            items = api.get("/v1/users/user-42/suggestions").json()["data"]
+            if items:
+                assert "allergic to peanuts" in items[0]["quote"]
+                return str(items[0]["id"])
+            time.sleep(0.1)
+        raise AssertionError("no suggestion was captured from the README's conversation")
+
     # the placeholders an example may hold, by a line that marks its block
     placeholders: dict[str, tuple[str, Callable[[], str]]] = {
         "/preferences/<preference id>": ("<preference id>", first_preference),
         "/sessions/<id>": ("<id>", session),
         "/instructions/<id>/restore": ("<id>", instruction_with_two_versions),
+        "/suggestions/<suggestion id>/accept": ("<suggestion id>", pending_suggestion),
     }
     ran: list[str] = []
     for kind, block in BLOCKS:
@@ -117,6 +128,8 @@ def test_readme_examples_run_as_written(server: str) -> None:
         ran.append(block.splitlines()[0])
         if "/context" in block:
             assert '"system_message"' in output and "I avoid gluten" in output
+        if "/accept" in block:
+            assert '"source":"conversation"' in output.replace(" ", ""), output
         if "/preferences/" in block:
             assert '"status":"accepted"' in output.replace(" ", "")
     # the quickstart, chat, edits, preference PATCH, sessions and restore examples all ran

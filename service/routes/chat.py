@@ -20,7 +20,14 @@ from personalization.chat import ChatService, PreparedChat
 from personalization.messages import ChatMessage
 from personalization.provenance import used_items
 from personalization.text import estimate_tokens
-from service.deps import ChatDep, ScopeDep, SettingsDep, TurnRecorderDep, UsersDep
+from service.deps import (
+    CaptureServiceDep,
+    ChatDep,
+    ScopeDep,
+    SettingsDep,
+    TurnRecorderDep,
+    UsersDep,
+)
 from service.errors import error_body
 from service.schemas import (
     AssistantMessage,
@@ -165,6 +172,7 @@ def chat_completions(
     chat: ChatDep,
     settings: SettingsDep,
     recorder: TurnRecorderDep,
+    capture: CaptureServiceDep,
     background: BackgroundTasks,
 ) -> Any:
     user = _user_scope(body, scope, users, settings)
@@ -179,6 +187,8 @@ def chat_completions(
     prepared = chat.prepare(user, messages, options, generation)
     info = _tailor_info(user, prepared)
     background.add_task(recorder.record, user, "chat", prepared.turn)
+    if settings.capture_chat:
+        background.add_task(capture.submit_turn, user, messages)
     headers = {PROFILE_HEADER: ",".join(str(item.id) for item in info.profile_items)}
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

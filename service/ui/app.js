@@ -438,6 +438,40 @@
     }
   }
 
+  // --- suggestions captured from conversations -------------------------------------------
+  function renderSuggestion(item) {
+    const node = el("li", { class: "card item", "data-id": item.id, id: "item-" + item.id });
+    const name = '"' + item.text.slice(0, 40) + (item.text.length > 40 ? "…" : "") + '"';
+    node.append(el("p", { class: "text", text: item.text }));
+    node.append(el("p", { class: "meta" },
+      badge(item.action === "supersede" ? "Replaces an instruction" : "New", "muted"),
+      el("span", { class: "small", text: "you said: \u201c" + item.quote + "\u201d · " + when(item.last_seen_at) })));
+    const actions = el("div", { class: "actions" });
+    const button = (text, handler, cls) => {
+      const b = el("button", { type: "button", text, class: cls, "aria-label": text + " " + name });
+      b.addEventListener("click", () => act(handler));
+      actions.append(b);
+    };
+    button("Accept", async () => {
+      await api("POST", userPath("/suggestions/" + item.id + "/accept"));
+      await Promise.all([loadSuggestions(), loadInstructions()]);
+      say("Added to your standing instructions.");
+    }, "primary");
+    button("Reject", async () => {
+      await api("POST", userPath("/suggestions/" + item.id + "/reject"));
+      await loadSuggestions();
+      say("Rejected; it will not be suggested again.");
+    });
+    node.append(actions);
+    return node;
+  }
+
+  async function loadSuggestions() {
+    const page = await api("GET", userPath("/suggestions"));
+    $("captured-list").replaceChildren(...page.data.map(renderSuggestion));
+    $("captured-empty").hidden = page.data.length > 0;
+  }
+
   // --- preference examples --------------------------------------------------------------
   function renderExample(example) {
     remember(example.id, "preference_example", example.prompt);
@@ -646,7 +680,7 @@
     $("profile").hidden = false;
     await detectRestore();
     await act(async () => {
-      await Promise.all([loadInstructions(), loadPreferences(), loadExamples()]);
+      await Promise.all([loadInstructions(), loadPreferences(), loadSuggestions(), loadExamples()]);
       await loadTurns(); // after the cards, so each item used can name and link to its card
       document.body.dataset.ready = "true";
     });

@@ -1,0 +1,143 @@
+"""The background worker that reads submitted conversations for stated preferences.
+
+The loop, the lease and the retries are personalization/job_worker.py's. Per job: the
+detector finds statements in the user's messages (the only text a job keeps), the
+guard drops what is not a first-person preference about the user, and the plan
+(personalization/capture.py) says, per statement, whether it repeats a known item
+(reinforce it), contradicts an active instruction (suggest superseding it) or is new.
+All of it is written in one transaction under the lease. A suggestion whose confidence
+reaches `auto_accept` (None: never) is accepted at once, so it applies to turns."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from personalization.capture import KnownItem, plan_capture
+from personalization.embedder import Embedder
+from personalization.job_worker import LeasedWorker, Ready
+from personalization.statement_detector import DetectedStatement, detect_statements
+from personalization.statement_guard import is_user_preference
+from personalization.suggestions import CaptureService
+from store.captures import CaptureRepository, NewSuggestion, scope_of
+from store.errors import TailorError
+from store.instructions import InstructionRepository
+from store.models import CaptureJob, SuggestionAction, SuggestionStatus
+from store.scope import UserScope
+from store.vector_index import decode_vector, encode_vector
+
+log = logging.getLogger("tailor.captures")
+
+Detector = Callable[[Sequence[str], Embedder], list[DetectedStatement]]
+
+
+class CaptureWorker(LeasedWorker[CaptureJob]):
+    def __init__(
+        self,
+        captures: CaptureRepository,
+        instructions: InstructionRepository,
+        embedder: Embedder,
+        index: Ready,
+        *,
+        detect: Detector = detect_statements,
+        guard: Callable[[str], bool] = is_user_preference,
+        auto_accept: float | None = None,
+        max_attempts: int = 5,
+        backoff_s: float = 2.0,
+        poll_s: float = 5.0,
+        lease_s: float = 60.0,
+    ) -> None:
+        super().__init__(
+            captures,
+            index,
+            noun="capture",
+            max_attempts=max_attempts,
+            backoff_s=backoff_s,
+            poll_s=poll_s,
+            lease_s=lease_s,
+        )
+        self._captures = captures
+        self._instructions = instructions
+        self._embedder = embedder
+        self._detect = detect
+        self._guard = guard
+        self._auto_accept = auto_accept
+        self.service: CaptureService | None = None  # set once built (it wakes this worker)
+
+    def _known(self, scope: UserScope) -> list[KnownItem]:
+        model, dim = self._embedder.model_id, self._embedder.dim
+
+        def vector(row_model: str, row_dim: int, blob: bytes) -> npt.NDArray[np.float32] | None:
+            return decode_vector(blob, row_dim) if (row_model, row_dim) == (model, dim) else None
+
+        known = [
+            KnownItem("instruction", instruction_id, text, vector(m, d, blob))
+            for instruction_id, text, m, d, blob in self._instructions.current_texts(scope)
+        ]
+        active = {item.id for item in known}
+        for row in self._captures.all_suggestions(scope):
+            embedded = vector(row.embedding_model, row.embedding_dim, row.text_embedding)
+            if row.status != SuggestionStatus.accepted:
+                known.append(KnownItem("suggestion", row.id, row.text, embedded))
+            elif row.instruction_id in active:
+                # its words as first suggested stand for the instruction it became
+                known.append(KnownItem("instruction", row.instruction_id, row.text, embedded))
+        return known
+
+    def _process(self, job: CaptureJob) -> None:
+        scope = scope_of(job)
+        try:
+            statements = [
+                s
+                for s in self._detect(job.user_messages, self._embedder)
+                if self._guard(s.text) and s.text.strip() and s.quote.strip()
+            ]
+            new: list[NewSuggestion] = []
+            again_instructions: list[uuid.UUID] = []
+            again_suggestions: list[uuid.UUID] = []
+            if statements:
+                vectors = self._embedder.embed([s.text for s in statements])
+                plan = plan_capture(statements, vectors, self._known(scope))
+                new = [
+                    NewSuggestion(
+                        text=p.statement.text[:1000],
+                        text_key=p.key,
+                        quote=p.statement.quote[:300],
+                        confidence=float(p.statement.confidence),
+                        action=SuggestionAction(p.action),
+                        target_instruction_id=p.target_instruction_id,
+                        embedding=encode_vector(p.vector),
+                    )
+                    for p in plan.proposals
+                ]
+                again_instructions = [r.id for r in plan.reinforcements if r.kind == "instruction"]
+                again_suggestions = [r.id for r in plan.reinforcements if r.kind == "suggestion"]
+            rows = self._captures.finish(
+                job,
+                self.owner,
+                new=new,
+                reinforce_instructions=again_instructions,
+                reinforce_suggestions=again_suggestions,
+                model=self._embedder.model_id,
+                dim=self._embedder.dim,
+            )
+        except Exception as exc:  # whatever failed, it is one failed attempt
+            if isinstance(exc, TailorError):
+                message = exc.message
+            else:
+                log.exception("unexpected failure capturing %s", job.id)
+                message = f"unexpected {type(exc).__name__}: {exc}"
+            self._failed(job, message)
+            return
+        if rows is None or self._auto_accept is None or self.service is None:
+            return  # the lease was lost, or the user deleted; or nothing is auto-accepted
+        for row in rows:
+            if row.confidence >= self._auto_accept:
+                try:
+                    self.service.accept(scope, row.id)
+                except TailorError as exc:  # decided meanwhile, or not ready
+                    log.warning("suggestion %s not auto-accepted: %s", row.id, exc.code)
