@@ -308,8 +308,57 @@ def chat(body: Mapping[str, Any]) -> Call[t.ChatCompletion]:
     return Call("POST", "/v1/chat/completions", json=body)
 
 
+def models() -> Call[t.ModelList]:
+    return Call("GET", "/v1/models")
+
+
+def model(model_id: str) -> Call[t.Model]:
+    return Call("GET", f"/v1/models/{quote(model_id, safe='')}")
+
+
 def turns(user_id: str, limit: int) -> Call[t.TurnPage]:
     return Call("GET", f"{_user(user_id)}/turns", params={"limit": limit})
+
+
+# --- conversation capture and suggestions ------------------------------------------------
+
+
+def submit_conversation(
+    user_id: str,
+    messages: Messages,
+    conversation_id: str | None,
+    idempotency_key: str | None,
+) -> Call[t.Capture]:
+    body = {"messages": messages_json(messages), **_sent(conversation_id=conversation_id)}
+    return Call(
+        "POST",
+        f"{_user(user_id)}/conversations",
+        ok=(202,),
+        json=body,
+        headers=_idempotency(idempotency_key),
+    )
+
+
+def get_conversation(user_id: str, capture_id: str) -> Call[t.Capture]:
+    return Call("GET", f"{_user(user_id)}/conversations/{capture_id}")
+
+
+def list_suggestions(user_id: str, status: str) -> Call[t.SuggestionList]:
+    return Call("GET", f"{_user(user_id)}/suggestions", params={"status": status})
+
+
+def accept_suggestion(
+    user_id: str, suggestion_id: str, text: str | None
+) -> Call[t.SuggestionAccepted]:
+    return Call(
+        "POST",
+        f"{_user(user_id)}/suggestions/{suggestion_id}/accept",
+        json=_sent(text=text),
+    )
+
+
+def reject_suggestion(user_id: str, suggestion_id: str) -> Call[t.Suggestion]:
+    return Call("POST", f"{_user(user_id)}/suggestions/{suggestion_id}/reject")
 
 
 # --- privacy and sessions --------------------------------------------------------------------

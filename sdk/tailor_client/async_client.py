@@ -16,7 +16,7 @@ from tailor_client import _calls as c
 from tailor_client import types as t
 from tailor_client._calls import Call, Messages, RetryPolicy
 from tailor_client._http import AsyncHttp
-from tailor_client.client import DEFAULT_URL, FINISHED_EDIT
+from tailor_client.client import DEFAULT_URL, FINISHED_CAPTURE, FINISHED_EDIT
 
 T = TypeVar("T")
 
@@ -336,8 +336,64 @@ class AsyncTailorClient:
             await self._sleep(wait)
             attempt += 1
 
+    async def models(self) -> t.ModelList:
+        """The model behind chat, in OpenAI's list shape (what chat UIs ask first)."""
+        return await self.run(c.models())
+
+    async def model(self, model_id: str) -> t.Model:
+        return await self.run(c.model(model_id))
+
     async def turns(self, user_id: str, *, limit: int = 50) -> t.TurnPage:
         return await self.run(c.turns(user_id, limit))
+
+    # --- conversation capture and suggestions ---------------------------------------------
+
+    async def submit_conversation(
+        self,
+        user_id: str,
+        messages: Messages,
+        *,
+        conversation_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> t.Capture:
+        """Queue a conversation; the worker turns what the user states in it into
+        pending suggestions (poll with `wait_conversation`)."""
+        return await self.run(
+            c.submit_conversation(user_id, messages, conversation_id, idempotency_key)
+        )
+
+    async def get_conversation(self, user_id: str, capture_id: str) -> t.Capture:
+        return await self.run(c.get_conversation(user_id, capture_id))
+
+    async def wait_conversation(
+        self, user_id: str, capture_id: str, *, timeout_s: float = 600.0, poll_s: float = 0.05
+    ) -> t.Capture:
+        """The capture once the worker has finished with it (done or failed);
+        TimeoutError if it has not within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            capture = await self.get_conversation(user_id, capture_id)
+            if capture["status"] in FINISHED_CAPTURE:
+                return capture
+            if time.monotonic() > deadline:
+                status = capture["status"]
+                raise TimeoutError(f"capture {capture_id} still {status} after {timeout_s:.0f}s")
+            await self._sleep(poll_s)
+
+    async def list_suggestions(
+        self, user_id: str, *, status: t.SuggestionStatus = "pending"
+    ) -> t.SuggestionList:
+        return await self.run(c.list_suggestions(user_id, status))
+
+    async def accept_suggestion(
+        self, user_id: str, suggestion_id: str, *, text: str | None = None
+    ) -> t.SuggestionAccepted:
+        """Make it a standing instruction (worded as `text` if given); a suggestion
+        decided before raises `SuggestionAlreadyDecidedError`."""
+        return await self.run(c.accept_suggestion(user_id, suggestion_id, text))
+
+    async def reject_suggestion(self, user_id: str, suggestion_id: str) -> t.Suggestion:
+        return await self.run(c.reject_suggestion(user_id, suggestion_id))
 
     # --- privacy and sessions -------------------------------------------------------------
 

@@ -20,6 +20,7 @@ T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINISHED_EDIT = frozenset({"done", "skipped", "failed"})
+FINISHED_CAPTURE = frozenset({"done", "failed"})
 
 
 class TailorClient:
@@ -333,8 +334,62 @@ class TailorClient:
             self._sleep(wait)
             attempt += 1
 
+    def models(self) -> t.ModelList:
+        """The model behind chat, in OpenAI's list shape (what chat UIs ask first)."""
+        return self.run(c.models())
+
+    def model(self, model_id: str) -> t.Model:
+        return self.run(c.model(model_id))
+
     def turns(self, user_id: str, *, limit: int = 50) -> t.TurnPage:
         return self.run(c.turns(user_id, limit))
+
+    # --- conversation capture and suggestions ---------------------------------------------
+
+    def submit_conversation(
+        self,
+        user_id: str,
+        messages: Messages,
+        *,
+        conversation_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> t.Capture:
+        """Queue a conversation; the worker turns what the user states in it into
+        pending suggestions (poll with `wait_conversation`)."""
+        return self.run(c.submit_conversation(user_id, messages, conversation_id, idempotency_key))
+
+    def get_conversation(self, user_id: str, capture_id: str) -> t.Capture:
+        return self.run(c.get_conversation(user_id, capture_id))
+
+    def wait_conversation(
+        self, user_id: str, capture_id: str, *, timeout_s: float = 600.0, poll_s: float = 0.05
+    ) -> t.Capture:
+        """The capture once the worker has finished with it (done or failed);
+        TimeoutError if it has not within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            capture = self.get_conversation(user_id, capture_id)
+            if capture["status"] in FINISHED_CAPTURE:
+                return capture
+            if time.monotonic() > deadline:
+                status = capture["status"]
+                raise TimeoutError(f"capture {capture_id} still {status} after {timeout_s:.0f}s")
+            self._sleep(poll_s)
+
+    def list_suggestions(
+        self, user_id: str, *, status: t.SuggestionStatus = "pending"
+    ) -> t.SuggestionList:
+        return self.run(c.list_suggestions(user_id, status))
+
+    def accept_suggestion(
+        self, user_id: str, suggestion_id: str, *, text: str | None = None
+    ) -> t.SuggestionAccepted:
+        """Make it a standing instruction (worded as `text` if given); a suggestion
+        decided before raises `SuggestionAlreadyDecidedError`."""
+        return self.run(c.accept_suggestion(user_id, suggestion_id, text))
+
+    def reject_suggestion(self, user_id: str, suggestion_id: str) -> t.Suggestion:
+        return self.run(c.reject_suggestion(user_id, suggestion_id))
 
     # --- privacy and sessions -------------------------------------------------------------
 

@@ -50,6 +50,11 @@ class ConcurrentUpdateError(ConflictError):
     """409 `concurrent_update`: another write won the race; read again and retry."""
 
 
+class SuggestionAlreadyDecidedError(ConflictError):
+    """409 `suggestion_already_decided`: it was accepted or rejected before (perhaps by
+    another device); list the suggestions again rather than retrying."""
+
+
 class PreconditionFailedError(TailorError):
     """412: If-Match named a version that is no longer the current one."""
 
@@ -59,11 +64,14 @@ class PayloadTooLargeError(TailorError):
 
 
 class ValidationError(TailorError):
-    """422: the request broke a rule of the schema or of the domain; see `details`."""
+    """422: the request broke a rule of the schema or of the domain (see `details`);
+    also `unsupported_parameter` (the model cannot honour a field sent) and
+    `backend_rejected_request` (the model server refused the request as invalid)."""
 
 
 class RateLimitedError(TailorError):
-    """429 after the client's retries: rate limit, full edit queue or busy model."""
+    """429 after the client's retries: rate limit, full edit or capture queue
+    (`capture_queue_full`) or busy model."""
 
 
 class BackendError(TailorError):
@@ -87,8 +95,14 @@ _BY_STATUS: dict[int, type[TailorError]] = {
     503: UnavailableError,
 }
 
+# By code as well as by status: a stream's `error` event arrives after a 200, so only
+# its code can type it.
 _BY_CODE: dict[str, type[TailorError]] = {
     "concurrent_update": ConcurrentUpdateError,
+    "suggestion_already_decided": SuggestionAlreadyDecidedError,
+    "capture_queue_full": RateLimitedError,
+    "unsupported_parameter": ValidationError,
+    "backend_rejected_request": ValidationError,
     "backend_unavailable": BackendError,
     "backend_error": BackendError,
 }

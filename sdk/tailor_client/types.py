@@ -11,6 +11,8 @@ from typing import Any, Literal, NotRequired, TypedDict
 InstructionStatus = Literal["active", "disabled"]
 PreferenceStatus = Literal["suggested", "accepted", "rejected", "promoted"]
 InferenceStatus = Literal["pending", "running", "done", "skipped", "failed"]
+CaptureStatus = Literal["pending", "running", "done", "failed"]
+SuggestionStatus = Literal["pending", "accepted", "rejected"]
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
@@ -79,6 +81,10 @@ class _InstructionFields(TypedDict):
     domains: list[str] | None
     typical_requests: list[str] | None
     applicability_set_by: Literal["derived", "user"] | None
+    seen_count: NotRequired[int]  # times restated in a conversation (servers with capture)
+    last_seen_at: NotRequired[str | None]
+    capture_id: NotRequired[str | None]  # the capture it was accepted from
+    capture_quote: NotRequired[str | None]
 
 
 class Instruction(_InstructionFields):
@@ -325,3 +331,50 @@ class Session(TypedDict):
     url: str
     token: str
     expires_at: str
+
+
+class Model(TypedDict):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(TypedDict):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class Capture(TypedDict):
+    """A submitted conversation; `suggestions` names what it captured once done."""
+
+    id: str
+    status: CaptureStatus
+    conversation_id: str | None
+    suggestions: list[str]
+    error: str | None
+    created_at: str
+
+
+class Suggestion(TypedDict):
+    id: str
+    text: str
+    quote: str  # the user's own words
+    conversation_id: str | None
+    capture_id: str | None
+    confidence: float
+    action: Literal["new", "supersede"]
+    target_instruction_id: str | None  # the instruction a `supersede` one replaces
+    status: SuggestionStatus
+    seen_count: int
+    last_seen_at: str
+    created_at: str
+
+
+class SuggestionList(TypedDict):
+    data: list[Suggestion]
+
+
+class SuggestionAccepted(TypedDict):
+    suggestion: Suggestion
+    instruction: Instruction
