@@ -10,8 +10,9 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,8 @@ import tailor_client
 from fastapi.testclient import TestClient
 from tailor_client import RetryPolicy
 
+from personalization.backends import Delta, GenerationSettings
+from personalization.messages import ChatMessage
 from service.app import create_app
 from tests.conftest import ADMIN_TOKEN, make_settings, wait_ready
 from tests.fakes import HashingEmbedder, RuleBackend
@@ -142,6 +145,127 @@ def test_every_endpoint_through_the_sync_client(app_http: TestClient) -> None:
         client.get_user("u2")
 
 
+PEANUTS = "I'm allergic to peanuts, by the way."
+
+
+class PassthroughRecorder(RuleBackend):
+    """RuleBackend that also keeps the OpenAI fields each generation was handed, so a
+    test sees what the SDK's `extra=` got through the real route."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passthrough: list[dict[str, Any]] = []
+
+    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Any:
+        self.passthrough.append(dict(settings.passthrough))
+        return super().complete(messages, settings)
+
+    def stream(
+        self, messages: Sequence[ChatMessage], settings: GenerationSettings
+    ) -> Iterator[Delta]:
+        self.passthrough.append(dict(settings.passthrough))
+        return super().stream(messages, settings)
+
+
+def test_capture_round_trip_through_the_sync_client(app_http: TestClient) -> None:
+    client = _tenant_client(app_http)
+    client.create_user("u1")
+    submitted = client.submit_conversation(
+        "u1",
+        [{"role": "user", "content": PEANUTS}, {"role": "assistant", "content": "Noted!"}],
+        conversation_id="chat-7",
+        idempotency_key="capture-1",
+    )
+    assert (submitted["status"], submitted["conversation_id"]) == ("pending", "chat-7")
+    again = client.submit_conversation(
+        "u1",
+        [{"role": "user", "content": PEANUTS}, {"role": "assistant", "content": "Noted!"}],
+        conversation_id="chat-7",
+        idempotency_key="capture-1",
+    )
+    assert again["id"] == submitted["id"]  # the key made the retry safe
+    done = client.wait_conversation("u1", submitted["id"], timeout_s=60)
+    assert (done["status"], done["error"]) == ("done", None)
+    [pending] = client.list_suggestions("u1")["data"]
+    assert done["suggestions"] == [pending["id"]]
+    assert PEANUTS.split(",")[0] in pending["quote"]
+    assert (pending["action"], pending["capture_id"]) == ("new", submitted["id"])
+    assert client.list_suggestions("u1", status="accepted")["data"] == []
+
+    accepted = client.accept_suggestion("u1", pending["id"], text="Never suggest peanuts.")
+    instruction = accepted["instruction"]
+    assert accepted["suggestion"]["status"] == "accepted"
+    assert (instruction["text"], instruction["source"]) == (
+        "Never suggest peanuts.",
+        "conversation",
+    )
+    assert instruction.get("capture_quote") == pending["quote"]
+    assert client.get_instruction("u1", instruction["id"])["source"] == "conversation"
+    with pytest.raises(tailor_client.SuggestionAlreadyDecidedError) as decided:
+        client.accept_suggestion("u1", pending["id"])
+    assert isinstance(decided.value, tailor_client.ConflictError)
+    assert (decided.value.status, decided.value.code) == (409, "suggestion_already_decided")
+    with pytest.raises(tailor_client.SuggestionAlreadyDecidedError):
+        client.reject_suggestion("u1", pending["id"])
+    [kept] = client.list_suggestions("u1", status="accepted")["data"]
+    assert kept["id"] == pending["id"]
+
+    with pytest.raises(tailor_client.NotFoundError):
+        client.get_conversation("nobody", submitted["id"])
+    with pytest.raises(tailor_client.ValidationError) as empty:
+        client.submit_conversation("u1", [])
+    assert empty.value.code == "invalid_request"
+
+
+def test_reject_through_the_sync_client(app_http: TestClient) -> None:
+    client = _tenant_client(app_http)
+    client.create_user("u1")
+    capture = client.submit_conversation("u1", PEANUTS)
+    assert client.wait_conversation("u1", capture["id"], timeout_s=60)["status"] == "done"
+    [pending] = client.list_suggestions("u1")["data"]
+    rejected = client.reject_suggestion("u1", pending["id"])
+    assert (rejected["id"], rejected["status"]) == (pending["id"], "rejected")
+    assert client.list_suggestions("u1")["data"] == []
+    assert client.list_instructions("u1")["total"] == 0
+
+
+def test_models_extra_fields_and_the_usage_chunk(tmp_path: Path) -> None:
+    backend = PassthroughRecorder()
+    app = create_app(make_settings(tmp_path / "data"), embedder=HashingEmbedder(), backend=backend)
+    with TestClient(app) as http:
+        wait_ready(http)
+        client = _tenant_client(http)
+        listed = client.models()
+        assert listed["object"] == "list"
+        assert [(m["id"], m["object"]) for m in listed["data"]] == [("test/recording", "model")]
+        assert client.model("test/recording")["id"] == "test/recording"  # a slash in the id
+        with pytest.raises(tailor_client.NotFoundError) as unknown:
+            client.model("gpt-4o")
+        assert unknown.value.code == "model_not_found"
+
+        client.create_user("u1")
+        tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+        reply = client.chat(
+            "Plan", user="u1", extra={"tools": tools, "response_format": {"type": "text"}}
+        )
+        assert reply["choices"][0]["message"]["content"] == backend.answer
+        assert backend.passthrough[-1] == {"tools": tools, "response_format": {"type": "text"}}
+
+        chunks = list(
+            client.chat_stream("Plan", user="u1", extra={"stream_options": {"include_usage": True}})
+        )
+        *content, last = chunks
+        assert last["choices"] == []  # the usage chunk OpenAI sends last
+        usage = last.get("usage")
+        assert usage is not None and usage["total_tokens"] == (
+            usage["prompt_tokens"] + usage["completion_tokens"]
+        )
+        assert usage["completion_tokens"] > 0
+        text = "".join(c["choices"][0]["delta"].get("content", "") for c in content)
+        assert text == backend.answer
+        assert all(c.get("usage") is None for c in content)
+
+
 def test_errors_are_typed_by_status_and_code(app_http: TestClient) -> None:
     client = _tenant_client(app_http)
     client.create_user("u1")
@@ -212,6 +336,9 @@ def test_non_json_errors_and_codes_map_to_classes() -> None:
         [
             httpx.Response(502, text="<html>bad gateway</html>"),
             httpx.Response(409, json={"error": {"code": "concurrent_update", "message": "m"}}),
+            _coded(429, "capture_queue_full"),
+            _coded(422, "unsupported_parameter"),
+            _coded(422, "backend_rejected_request"),
         ]
     )
     client = tailor_client.TailorClient("http://t", transport=transport)
@@ -220,6 +347,25 @@ def test_non_json_errors_and_codes_map_to_classes() -> None:
     assert proxy.value.code == "http_error" and "bad gateway" in proxy.value.message
     with pytest.raises(tailor_client.ConcurrentUpdateError):
         client.update_instruction("u", "i", text="x")
+    client.retry = RetryPolicy(max_retries=0)
+    with pytest.raises(tailor_client.RateLimitedError) as full:
+        client.submit_conversation("u", "hi")
+    assert full.value.code == "capture_queue_full"
+    for code in ("unsupported_parameter", "backend_rejected_request"):
+        with pytest.raises(tailor_client.ValidationError) as refused:
+            client.chat("hi", user="u", extra={"tools": []})
+        assert refused.value.code == code
+    # Midway through a stream only the code is left to type the error by.
+    assert tailor_client.errors.error_class(200, "suggestion_already_decided") is (
+        tailor_client.SuggestionAlreadyDecidedError
+    )
+    assert tailor_client.errors.error_class(200, "backend_rejected_request") is (
+        tailor_client.ValidationError
+    )
+
+
+def _coded(status: int, code: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": code, "message": code}})
 
 
 def test_async_client_over_real_http(tmp_path: Path) -> None:
@@ -261,6 +407,23 @@ async def _async_session(base: str) -> None:
         assert chunks[0]["tailor"]["user_id"] == "a1"
         with pytest.raises(tailor_client.NotFoundError):
             await client.get_user("nobody")
+        models = await client.models()
+        assert (await client.model(models["data"][0]["id"]))["owned_by"]
+        usage_options = {"stream_options": {"include_usage": True}}
+        streamed = [c async for c in client.chat_stream("Hi", user="a1", extra=usage_options)]
+        assert streamed[-1]["choices"] == [] and streamed[-1].get("usage")
+
+        capture = await client.submit_conversation("a1", PEANUTS, idempotency_key="k1")
+        done = await client.wait_conversation("a1", capture["id"], timeout_s=60)
+        assert done["status"] == "done"
+        [pending] = (await client.list_suggestions("a1"))["data"]
+        assert PEANUTS.split(",")[0] in pending["quote"]
+        accepted = await client.accept_suggestion("a1", pending["id"])
+        assert accepted["instruction"]["source"] == "conversation"
+        assert accepted["instruction"]["text"] == pending["text"]
+        with pytest.raises(tailor_client.SuggestionAlreadyDecidedError):
+            await client.accept_suggestion("a1", pending["id"])
+
         await client.delete_user("a1")
         assert (await client.list_users())["total"] == 0
 
