@@ -63,6 +63,7 @@ def fit(embedder: Embedder) -> dict[str, object]:
     return {
         "about": "logistic regression over all-MiniLM-L6-v2 vectors; evals/capture_train.py",
         "trained_on": "evals/data/capture/dev",
+        "embedder": embedder.model_id,
         "positives": int(y.sum()),
         "negatives": int(len(y) - y.sum()),
         "threshold": round(min(threshold, 0.5), 4),

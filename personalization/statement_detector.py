@@ -13,6 +13,7 @@ capture` reports dev and held-out):
 2. A logistic regression over MiniLM vectors (weights in statement_classifier.json,
    trained on the dev split by evals/capture_train.py) scores each candidate; the
    candidate is kept when the score reaches the threshold stored with the weights.
+   With another embedder the weights do not apply and the patterns decide alone.
 
 Assistant text never reaches this module: callers pass the user's messages only."""
 
@@ -27,10 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from personalization.embedder import Embedder
+from personalization.embedder import MINILM_ID, Embedder
 
 QUOTE_CHARS = 300
 CLASSIFIER_PATH = Path(__file__).resolve().parent / "statement_classifier.json"
+# With another embedder than the one the classifier was fitted on (a deployment's own
+# model, a test's fake), its weights mean nothing: patterns alone decide, at this score.
+PATTERN_ONLY_CONFIDENCE = 0.6
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,10 @@ class Classifier:
     weights: np.ndarray
     bias: float
     threshold: float
+    embedder_id: str = MINILM_ID
+
+    def fits(self, embedder: Embedder) -> bool:
+        return embedder.model_id == self.embedder_id and embedder.dim == self.weights.shape[0]
 
     def scores(self, vectors: np.ndarray) -> np.ndarray:
         logits = vectors @ self.weights + self.bias
@@ -216,6 +224,7 @@ def load_classifier(path: Path = CLASSIFIER_PATH) -> Classifier:
         weights=np.asarray(found["weights"], dtype=np.float32),
         bias=float(found["bias"]),
         threshold=float(found["threshold"]),
+        embedder_id=str(found.get("embedder", MINILM_ID)),
     )
 
 
@@ -236,11 +245,16 @@ def detect_statements(
     if not found:
         return []
     model = classifier or _packaged_classifier()
-    scores = model.scores(embedder.embed([c.sentence for c in found]))
+    if model.fits(embedder):
+        scores = model.scores(embedder.embed([c.sentence for c in found]))
+        threshold = model.threshold
+    else:
+        scores = np.full(len(found), PATTERN_ONLY_CONFIDENCE)
+        threshold = 0.0
     out: list[DetectedStatement] = []
     seen: set[str] = set()
     for cand, score in zip(found, scores, strict=True):
-        if score < model.threshold or cand.text.lower() in seen:
+        if score < threshold or cand.text.lower() in seen:
             continue
         seen.add(cand.text.lower())
         out.append(
