@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-MIN_CHARS = 6
+MIN_WORDS = 3  # "I am vegan." is the shortest preference worth keeping
 MAX_CHARS = 240  # a stated preference is a sentence or two
 
 _ASSISTANT = re.compile(
@@ -31,13 +31,15 @@ _REFUSAL = re.compile(
 _OFFER = re.compile(
     r"\b(?:i(?:'d| would) (?:be (?:happy|glad)|love to help)|i(?:'m| am) (?:here|happy|glad) "
     r"to|i can (?:help|assist|provide|suggest|recommend)|how can i (?:help|assist)|let me know|"
-    r"feel free|i hope (?:this|that) helps|i(?:'ll| will) (?:keep|remember|make sure|note))\b",
+    r"feel free|i hope (?:this|that) helps|i(?:'ll| will) (?:keep|remember|make sure|note|add)|"
+    r"i(?:'m| am) going to (?:suggest|recommend|help|provide|give|add|list)|"
+    r"(?:here's|here is) (?:the|a|my) (?:revised|updated))\b",
     re.IGNORECASE,
 )
 _CHATTER = re.compile(
     r"^\W*(?:sure|certainly|of course|absolutely|great question|here(?:'s| is| are)|okay|ok|"
     r"hello|hi|thanks|thank you|based on|the user|user:|assistant:|preference:|note:|"
-    r"in this conversation|from the conversation)\b",
+    r"in this conversation|from the conversation|i(?:'m| am) not sure|great question|none)\b",
     re.IGNORECASE,
 )
 _FIRST_PERSON = re.compile(r"^\W*(?:i|i'm|i've|i'd|i'll|my|we|we're|our|me)\b", re.IGNORECASE)
@@ -47,7 +49,7 @@ _FIRST_PERSON_ANYWHERE = re.compile(r"\b(?:i|i'm|i've|i'd|my|me|mine|myself|we|o
 def junk_reason(text: str | None) -> str | None:
     """Why `text` is not a usable first-person preference, or None when it looks like one."""
     stripped = " ".join((text or "").split())
-    if len(stripped) < MIN_CHARS:
+    if len(stripped.split()) < MIN_WORDS:
         return "empty"
     if len(stripped) > MAX_CHARS:
         return "overlong"
