@@ -24,9 +24,7 @@ DONE = {"done", "failed"}
 class Caller(Protocol):
     """`TailorClient._call`: one API call, raising ServiceError on an error status."""
 
-    def __call__(
-        self, method: str, path: str, *, ok: Sequence[int], json: Any = None
-    ) -> Any: ...
+    def __call__(self, method: str, path: str, *, ok: Sequence[int], json: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ Figures per split:
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +43,10 @@ from evals.capture_data import CAPTURE_DATA, SPLITS, CaptureCase, load_split
 from evals.stats import proportion
 from personalization.embedder import Embedder
 from personalization.statement_detector import detect_statements
+from personalization.statement_guard import is_user_preference, junk_reason
 
 SUITE = "capture"
+GUARD_LABELS = CAPTURE_DATA / "guard_labels.json"
 HEADLINE = "heldout"
 MATCH_COSINE = 0.6
 IMPLICIT = ("choice", "persona")
@@ -97,7 +100,9 @@ def api_source(users: FreshUsers, capture: CaptureClient, *, timeout_s: float = 
     return run
 
 
-def score(cases: Sequence[CaptureCase], captured: Sequence[list[str]], embedder: Embedder) -> list[Scored]:
+def score(
+    cases: Sequence[CaptureCase], captured: Sequence[list[str]], embedder: Embedder
+) -> list[Scored]:
     out: list[Scored] = []
     for case, texts in zip(cases, captured, strict=True):
         scored = Scored(case, list(texts))
@@ -117,7 +122,9 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
         rows = [s for s in scored if s.case.kind in kinds]
         return proportion(sum(any(s.matched) for s in rows), len(rows))
 
-    captured = [m for s in scored if s.case.kind in ("explicit", "negative", "filler") for m in s.matched]
+    captured = [
+        m for s in scored if s.case.kind in ("explicit", "negative", "filler") for m in s.matched
+    ]
     filler = [s for s in scored if s.case.kind == "filler"]
     filler_turns = sum(len(s.case.user_messages) for s in filler)
     false_filler = sum(len(s.captured) for s in filler)
@@ -140,7 +147,10 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
             {"gold": s.case.gold, "captured": s.captured, "cosine": s.best} for s in near
         ],
         "false_captures": [
-            {"key": s.case.key, "captured": [t for t, m in zip(s.captured, s.matched, strict=True) if not m]}
+            {
+                "key": s.case.key,
+                "captured": [t for t, m in zip(s.captured, s.matched, strict=True) if not m],
+            }
             for s in scored
             if not all(s.matched) and s.case.kind in ("explicit", "negative", "filler")
         ],
@@ -148,6 +158,31 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
             {"key": s.case.key, "gold": s.case.gold, "captured": s.captured}
             for s in scored
             if s.case.kind == "explicit" and not any(s.matched)
+        ],
+    }
+
+
+def guard_report(path: Path = GUARD_LABELS) -> dict[str, Any]:
+    """The guard (statement_guard.is_user_preference) on labelled model outputs: real
+    preferences (`preference: true`) against junk, some of it the embedded SmolLM's own
+    output (`source: smollm`). Precision and recall are of keeping preferences."""
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    kept = [(bool(r["preference"]), is_user_preference(str(r["text"])), r) for r in rows]
+    true_pos = sum(gold and ok for gold, ok, _ in kept)
+    junk = [r for gold, _, r in kept if not gold]
+    return {
+        "data": str(path),
+        "precision": proportion(true_pos, sum(ok for _, ok, _ in kept)),
+        "recall": proportion(true_pos, sum(gold for gold, _, _ in kept)),
+        "junk_rejected": proportion(sum(not ok for gold, ok, _ in kept if not gold), len(junk)),
+        "smollm_junk_rejected": proportion(
+            sum(not ok for gold, ok, r in kept if not gold and r.get("source") == "smollm"),
+            sum(r.get("source") == "smollm" for r in junk),
+        ),
+        "errors": [
+            {"text": r["text"], "preference": gold, "reason": junk_reason(str(r["text"]))}
+            for gold, ok, r in kept
+            if gold != ok
         ],
     }
 
@@ -176,6 +211,9 @@ def run(
         },
         "headline": HEADLINE if HEADLINE in splits else None,
         "splits": splits,
+        "guard": guard_report(cfg.data / GUARD_LABELS.name)
+        if (cfg.data / GUARD_LABELS.name).exists()
+        else None,
     }
 
 
@@ -188,7 +226,14 @@ def metrics(report: dict[str, Any]) -> list[dict[str, Any]]:
         for rate in ("explicit_recall", "implicit_recall", "precision", "negatives_clean"):
             cell = entry[rate]
             if cell["value"] is not None:
-                out.append({"name": f"{name}.{rate}", "value": cell["value"], "n": cell["n"], "kind": "rate"})
+                out.append(
+                    {
+                        "name": f"{name}.{rate}",
+                        "value": cell["value"],
+                        "n": cell["n"],
+                        "kind": "rate",
+                    }
+                )
         if entry["false_per_100_filler_turns"] is not None:
             out.append(
                 {
@@ -199,6 +244,19 @@ def metrics(report: dict[str, Any]) -> list[dict[str, Any]]:
                     "better": "lower",
                 }
             )
+    guard = report.get("guard")
+    if guard:
+        for rate in ("precision", "recall", "junk_rejected"):
+            cell = guard[rate]
+            if cell["value"] is not None:
+                out.append(
+                    {
+                        "name": f"{SUITE}.guard.{rate}",
+                        "value": cell["value"],
+                        "n": cell["n"],
+                        "kind": "rate",
+                    }
+                )
     return out
 
 
@@ -211,12 +269,22 @@ def _cell(cell: dict[str, Any]) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"\ncapture ({report['config']['source']}, match: cosine >= {MATCH_COSINE}):"]
-    lines.append("| split | explicit recall | implicit recall | precision | false / 100 filler turns | negatives clean |")
+    lines.append(
+        "| split | explicit recall | implicit recall | precision "
+        "| false / 100 filler turns | negatives clean |"
+    )
     lines.append("|---|---|---|---|---|---|")
     for split, e in report["splits"].items():
         lines.append(
             f"| {split} | {_cell(e['explicit_recall'])} | {_cell(e['implicit_recall'])} | "
             f"{_cell(e['precision'])} | {e['false_per_100_filler_turns']} "
             f"({e['false_filler']} in {e['filler_turns']}) | {_cell(e['negatives_clean'])} |"
+        )
+    guard = report.get("guard")
+    if guard:
+        lines.append(
+            f"\ncapture guard: precision {_cell(guard['precision'])}, recall "
+            f"{_cell(guard['recall'])}, junk rejected {_cell(guard['junk_rejected'])} "
+            f"(SmolLM's own: {_cell(guard['smollm_junk_rejected'])})"
         )
     return "\n".join(lines)

@@ -20,7 +20,12 @@ import numpy as np
 
 from evals.capture_data import CAPTURE_DATA, load_split
 from personalization.embedder import Embedder, SentenceTransformerEmbedder
-from personalization.statement_detector import CLASSIFIER_PATH, candidates, split_sentences, strip_lead
+from personalization.statement_detector import (
+    CLASSIFIER_PATH,
+    candidates,
+    split_sentences,
+    strip_lead,
+)
 
 TARGET_RECALL = 0.98
 C = 1.0
@@ -48,8 +53,8 @@ def training_set(embedder: Embedder, root: Path = CAPTURE_DATA) -> tuple[list[st
 
 
 def fit(embedder: Embedder) -> dict[str, object]:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
+    from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
+    from sklearn.model_selection import cross_val_predict  # type: ignore[import-untyped]
 
     texts, labels = training_set(embedder)
     vectors = embedder.embed(texts)
@@ -75,8 +80,11 @@ def fit(embedder: Embedder) -> dict[str, object]:
 def main() -> int:
     found = fit(SentenceTransformerEmbedder())
     CLASSIFIER_PATH.write_text(json.dumps(found) + "\n", encoding="utf-8")
-    print(f"wrote {CLASSIFIER_PATH}: {found['positives']} positives, "
-          f"{found['negatives']} negatives, threshold {found['threshold']}", file=sys.stderr)
+    print(
+        f"wrote {CLASSIFIER_PATH}: {found['positives']} positives, "
+        f"{found['negatives']} negatives, threshold {found['threshold']}",
+        file=sys.stderr,
+    )
     return 0
 
 

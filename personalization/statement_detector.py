@@ -72,7 +72,8 @@ _HYPOTHETICAL = re.compile(
     re.IGNORECASE,
 )
 _REPORTED = re.compile(
-    r"[\"“”‘]|(?<!\w)'[^']+'(?!\w)|\b(?:i (?:read|heard|saw|was told|noticed) (?:that|somewhere)|"
+    r"[\"\u201c\u201d\u2018]|(?<!\w)'[^']+'(?!\w)|"
+    r"\b(?:i (?:read|heard|saw|was told|noticed) (?:that|somewhere)|"
     r"said|says|told me|wrote|according to|the article|the recipe|the movie|the book says)\b",
     re.IGNORECASE,
 )
@@ -151,8 +152,7 @@ def _request_text(verb: str, rest: str) -> str:
     rest = _cut_tail(rest)
     low = verb.lower()
     if low in {"don't", "do not", "never", "stop"}:
-        action = rest if low != "stop" else rest
-        return _finish(f"I don't want you to {action}")
+        return _finish(f"I don't want you to {rest}")
     if low == "avoid":
         return _finish(f"I want you to avoid {rest}")
     if low == "always":

@@ -66,7 +66,7 @@ def render_conversation(messages: Sequence[ChatMessage]) -> str:
 
 
 def _normal(text: str) -> str:
-    return " ".join(re.sub(r"[“”]", '"', text.replace("’", "'")).lower().split())
+    return " ".join(re.sub("[\u201c\u201d]", '"', text.replace("\u2019", "'")).lower().split())
 
 
 def parse_statements(answer: str, user_messages: Sequence[str]) -> list[DetectedStatement]:
@@ -121,13 +121,13 @@ def extract_statements(
     detect_statements takes them) or the whole conversation as ChatMessages, which is
     better: assistant turns give a choice its context. message_index counts the user's
     messages only, as in statement_detector. Backend errors propagate (the job retries)."""
-    messages = [m if isinstance(m, ChatMessage) else ChatMessage("user", m) for m in messages]
-    user_messages = [m.content for m in messages if m.role == "user"]
+    conversation = [m if isinstance(m, ChatMessage) else ChatMessage("user", m) for m in messages]
+    user_messages = [m.content for m in conversation if m.role == "user"]
     if not user_messages:
         return []
     prompt = [
         ChatMessage("system", SYSTEM),
-        ChatMessage("user", render_conversation(messages)),
+        ChatMessage("user", render_conversation(conversation)),
     ]
     answer = backend.complete(prompt, SETTINGS).text
     return parse_statements(answer, user_messages)

@@ -37,7 +37,10 @@ def texts(*messages: str) -> list[str]:
         ("I can't eat dairy, it makes me really sick.", "I can't eat dairy."),
         ("I don't drink alcohol at all.", "I don't drink alcohol at all."),
         ("I'm vegan, by the way, so keep that in mind.", "I am vegan."),
-        ("We don't celebrate Christmas in my family.", "We don't celebrate Christmas in my family."),
+        (
+            "We don't celebrate Christmas in my family.",
+            "We don't celebrate Christmas in my family.",
+        ),
         ("Classical music is my favourite.", "Classical music is my favourite."),
         ("When I work I prefer instrumental music.", "I prefer instrumental music."),
         ("I'd prefer a formal tone in your replies.", "I'd prefer a formal tone in your replies."),
@@ -52,8 +55,10 @@ def test_first_person_statements(said: str, text: str) -> None:
     [
         ("Please don't use emojis.", "I don't want you to use emojis."),
         ("Always cite your sources, please.", "I want you to always cite your sources."),
-        ("Please keep your answers short, I read them on my phone.",
-         "I want you to keep your answers short."),
+        (
+            "Please keep your answers short, I read them on my phone.",
+            "I want you to keep your answers short.",
+        ),
         ("Can you always use metric units?", "I want you to always use metric units."),
         ("Please avoid jargon, I'm not an expert.", "I want you to avoid jargon."),
     ],

@@ -62,8 +62,14 @@ def test_a_well_formed_answer_becomes_statements_with_the_users_message_index() 
         # a quote the user never wrote
         {"text": "I am vegetarian.", "quote": "I am vegetarian."},
         # junk the guard rejects
-        {"text": "You're a helpful AI assistant named SmolLM.", "quote": "I'll take the roast chicken."},
-        {"text": "I'd be happy to help with your dinner party!", "quote": "I'll take the roast chicken."},
+        {
+            "text": "You're a helpful AI assistant named SmolLM.",
+            "quote": "I'll take the roast chicken.",
+        },
+        {
+            "text": "I'd be happy to help with your dinner party!",
+            "quote": "I'll take the roast chicken.",
+        },
         {"text": "The user avoids shellfish.", "quote": "Shellfish and I do not get along."},
         # the wrong shape
         {"text": 3, "quote": "I'll take the roast chicken."},
