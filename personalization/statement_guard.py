@@ -42,7 +42,10 @@ _CHATTER = re.compile(
     r"in this conversation|from the conversation|i(?:'m| am) not sure|great question|none)\b",
     re.IGNORECASE,
 )
-_FIRST_PERSON = re.compile(r"^\W*(?:i|i'm|i've|i'd|i'll|my|we|we're|our|me)\b", re.IGNORECASE)
+_OTHER_SUBJECT = re.compile(
+    r"^\W*(?:you|you're|your|he|she|they|it|the user|users?|the assistant|assistant|people)\b",
+    re.IGNORECASE,
+)
 _FIRST_PERSON_ANYWHERE = re.compile(r"\b(?:i|i'm|i've|i'd|my|me|mine|myself|we|our|us)\b", re.I)
 
 
@@ -69,6 +72,6 @@ def junk_reason(text: str | None) -> str | None:
 
 
 def is_user_preference(text: str) -> bool:
-    """True for a first-person statement about the user that starts as one ("I...",
-    "My...", "We..."); false for junk and for text about someone else."""
-    return junk_reason(text) is None and _FIRST_PERSON.search(text) is not None
+    """True for a first-person statement about the user; false for junk and for text
+    whose subject is someone else ("You prefer...", "The user is...")."""
+    return junk_reason(text) is None and _OTHER_SUBJECT.search(text) is None
