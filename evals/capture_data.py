@@ -10,6 +10,8 @@ with one addition, so a split can be pointed at like PrefEval's own folders:
         preference of the user: questions, hypotheticals, third-person, reported
         speech, one-off tasks, assistant turns that state the assistant's taste
     filtered_inter_turns.json            PrefEval's filler layout; states nothing
+    first_person_filler.json             the same layout: first-person turns about the
+        task at hand ("I need help with my essay.") that state no lasting preference
 
 The split was made once, up front (evals/data/capture/README.md): thresholds and the
 classifier are fitted on dev only."""
@@ -25,6 +27,10 @@ from personalization.messages import ChatMessage
 
 CAPTURE_DATA = Path(__file__).resolve().parent / "data" / "capture"
 SPLITS = ("dev", "heldout")
+
+# PrefEval's filler and ours of first-person turns that state no lasting preference
+# ("I need help with my essay.", "I have a meeting at 3pm.")
+FILLER_FILES = {"filtered_inter_turns.json": "filler", "first_person_filler.json": "first_person"}
 
 CaseKind = Literal["explicit", "choice", "persona", "negative", "filler"]
 
@@ -105,23 +111,24 @@ def load_split(root: Path, split: str) -> list[CaptureCase]:
                     None,
                 )
             )
-    filler = base / "filtered_inter_turns.json"
-    raw = _read(filler) if filler.exists() else []
-    if not isinstance(raw, list):
-        raise DatasetError(f"{filler}: must be a list")
-    for n, entry in enumerate(raw):
-        where = f"{filler}[{n}]"
-        if not isinstance(entry, dict):
-            raise DatasetError(f"{where}: must be an object")
-        cases.append(
-            CaptureCase(
-                f"{split}/filler/filler/{n}",
-                "filler",
-                "filler",
-                _messages(entry.get("conversation"), where),
-                None,
+    for name, topic in FILLER_FILES.items():
+        filler = base / name
+        raw = _read(filler) if filler.exists() else []
+        if not isinstance(raw, list):
+            raise DatasetError(f"{filler}: must be a list")
+        for n, entry in enumerate(raw):
+            where = f"{filler}[{n}]"
+            if not isinstance(entry, dict):
+                raise DatasetError(f"{where}: must be an object")
+            cases.append(
+                CaptureCase(
+                    f"{split}/filler/{topic}/{n}",
+                    "filler",
+                    topic,
+                    _messages(entry.get("conversation"), where),
+                    None,
+                )
             )
-        )
     if not any(c.kind == "explicit" for c in cases):
         raise DatasetError(f"{base}: no explicit_preference/*.json entries")
     return cases

@@ -22,7 +22,8 @@ Figures per split:
   statements captured from every conversation of the split (explicit, negatives,
   filler): an extra statement in an explicit conversation counts against it;
 - false_per_100_filler_turns: statements captured from filler conversations per 100
-  of their user turns (they state nothing);
+  of their user turns (they state nothing): PrefEval's filler, and first-person turns
+  about the task at hand ("I need help with my essay"), also per source;
 - negatives_clean: negative conversations (questions, hypotheticals, third person,
   reported speech, tasks, assistant taste) from which nothing was captured."""
 
@@ -128,6 +129,11 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
     filler = [s for s in scored if s.case.kind == "filler"]
     filler_turns = sum(len(s.case.user_messages) for s in filler)
     false_filler = sum(len(s.captured) for s in filler)
+    by_filler: dict[str, dict[str, int]] = {}
+    for s in filler:
+        row = by_filler.setdefault(s.case.topic, {"turns": 0, "captured": 0})
+        row["turns"] += len(s.case.user_messages)
+        row["captured"] += len(s.captured)
     negatives = [s for s in scored if s.case.kind == "negative"]
     near = sorted(
         (s for s in scored if s.best is not None and s.case.kind == "explicit"),
@@ -142,6 +148,7 @@ def summarize(scored: Sequence[Scored]) -> dict[str, Any]:
         else None,
         "filler_turns": filler_turns,
         "false_filler": false_filler,
+        "filler_by_source": by_filler,
         "negatives_clean": proportion(sum(not s.captured for s in negatives), len(negatives)),
         "near_threshold": [
             {"gold": s.case.gold, "captured": s.captured, "cosine": s.best} for s in near

@@ -27,7 +27,7 @@ from personalization.statement_detector import (
     strip_lead,
 )
 
-TARGET_RECALL = 0.98
+TARGET_RECALL = 0.95
 C = 1.0
 
 

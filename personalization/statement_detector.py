@@ -89,6 +89,21 @@ _REACTION = re.compile(
     r" think| guess| mean| see| agree| wonder| hope| just| got| did| went| tried| used)\b",
     re.IGNORECASE,
 )
+# First-person sentences about the task at hand, not a lasting trait or taste: "I need
+# help with my essay", "I want to book a table", "I'm looking for a laptop", anything
+# pinned to today or next week.
+_ONE_OFF_STATE = re.compile(
+    r"\bI (?:need|'d like|would like) (?:to|help|a|an|some|the|directions|your)\b|"
+    r"\bI want to (?!avoid|keep|stay|eat|cut|be|stick)\w+|"
+    r"\bI(?:'m| am) (?:trying|looking|planning|hosting|organi[sz]ing|writing|reading|"
+    r"waiting|moving|stuck|curious|wondering|thinking|at the|in the middle|not sure|a bit|"
+    r"learning about|working on|going to|about to|getting|preparing|studying for)\b|"
+    r"\bI have (?:a|an|some) (?:job )?(?:question|meeting|exam|test|interview|deadline|"
+    r"appointment|call|problem|issue|idea)\b|\bI have (?:\w+ )?(?:minutes|hours)\b|"
+    r"\b(?:today|tonight|tomorrow|right now|this (?:morning|afternoon|evening|weekend)|"
+    r"next (?:week|month)|at \d)\b",
+    re.IGNORECASE,
+)
 _ADVERBS = (
     r"(?:(?:really|always|usually|mostly|generally|also|honestly|truly|absolutely|just|"
     r"simply|totally|definitely|strongly|much|sadly|actually|normally|typically|still|"
@@ -169,7 +184,7 @@ def candidate(sentence: str, message_index: int) -> Candidate | None:
     question = body.rstrip().endswith("?")
     if _HYPOTHETICAL.search(body) and not question:
         return None
-    if _REPORTED.search(body) or _REACTION.search(body):
+    if _REPORTED.search(body) or _REACTION.search(body) or _ONE_OFF_STATE.search(body):
         return None
     request = _REQUEST.match(body)
     if request and _PLEASE.search(body):
