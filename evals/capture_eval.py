@@ -60,6 +60,7 @@ class CaptureConfig:
     data: Path = CAPTURE_DATA
     splits: tuple[str, ...] = SPLITS
     source: str = "detector"  # or "api"
+    limit: int | None = None  # the first N conversations of each kind per split (a quick run)
 
 
 @dataclass
@@ -204,6 +205,14 @@ def run(
     for split in cfg.splits:
         clock = time.monotonic()
         cases = load_split(cfg.data, split)
+        if cfg.limit is not None:
+            taken: dict[str, int] = {}
+            kept = []
+            for c in cases:
+                taken[c.kind] = taken.get(c.kind, 0) + 1
+                if taken[c.kind] <= cfg.limit:
+                    kept.append(c)
+            cases = kept
         captured = [capture(c) for c in tqdm(cases, desc=f"capture {split}", disable=not progress)]
         entry = summarize(score(cases, captured, embedder))
         entry["conversations"] = len(cases)
@@ -215,6 +224,7 @@ def run(
             "splits": list(cfg.splits),
             "source": cfg.source,
             "match_cosine": MATCH_COSINE,
+            "limit": cfg.limit,
         },
         "headline": HEADLINE if HEADLINE in splits else None,
         "splits": splits,

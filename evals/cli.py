@@ -111,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
         "or detector (the model-free detector in this process)",
     )
     run.add_argument(
+        "--capture-limit",
+        type=int,
+        help="capture: the first N conversations of each kind per split (default: all)",
+    )
+    run.add_argument(
         "--out",
         type=Path,
         required=True,
@@ -264,7 +269,11 @@ def _run(args: argparse.Namespace, embedder: Embedder | None, backend: ModelBack
     )
     if args.scale_data:
         scale = dataclasses.replace(scale, data=args.scale_data)
-    capture = capture_eval.CaptureConfig(splits=args.splits, source=args.capture_source)
+    if args.capture_limit is not None and args.capture_limit < 1:
+        raise SystemExit("tailor-eval: --capture-limit must be at least 1")
+    capture = capture_eval.CaptureConfig(
+        splits=args.splits, source=args.capture_source, limit=args.capture_limit
+    )
     if args.capture_data:
         capture = dataclasses.replace(capture, data=args.capture_data)
     options = JobOptions(

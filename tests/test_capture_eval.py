@@ -187,6 +187,8 @@ def test_splits_load_and_a_detector_run_reports_every_figure_per_split() -> None
 def test_capture_suite_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     args = ["run", "--suite", "capture", "--capture-source", "detector", "--in-process"]
+    with pytest.raises(SystemExit, match="capture-limit"):
+        main([*args, "--capture-limit", "0", "--out", str(out)])
     code = main(
         [*args, "--no-progress", "--out", str(out)],
         embedder=HashingEmbedder(dim=256),
@@ -199,6 +201,14 @@ def test_capture_suite_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
     # patterns alone (the fake embedder is not the classifier's): most explicit items
     assert suite["splits"]["heldout"]["explicit_recall"]["value"] > 0.5
     assert any(m["name"] == "capture.heldout.explicit_recall" for m in results["metrics"])
+    quick = tmp_path / "quick"
+    code = main(
+        [*args, "--capture-limit", "2", "--splits", "dev", "--no-progress", "--out", str(quick)],
+        embedder=HashingEmbedder(dim=256),
+        backend=RecordingBackend(),
+    )
+    small = json.loads((quick / "results.json").read_text())["suites"]["capture"]["splits"]
+    assert code == 0 and set(small) == {"dev"} and small["dev"]["conversations"] == 10
     assert "capture (detector" in capsys.readouterr().out
 
 
