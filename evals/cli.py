@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from evals import selection_scale
+from evals import capture_eval, selection_scale
 from evals.cache import ItemCache
 from evals.client import ServiceError, ServiceModel, TailorClient
 from evals.compare import compare, verdict
@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         "--splits",
         type=_csv(),
         default=scale.splits,
-        help="selection-at-scale splits, each reported on its own (default dev,heldout)",
+        help="selection-at-scale and capture splits, each reported on its own "
+        "(default dev,heldout)",
     )
     run.add_argument(
         "--profile-sizes",
@@ -96,6 +97,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--scale-limit", type=int, help="selection-at-scale: pairs per split (default: all)"
+    )
+    run.add_argument(
+        "--capture-data",
+        type=Path,
+        help="capture: folder with dev/ and heldout/ (default: shipped set)",
+    )
+    run.add_argument(
+        "--capture-source",
+        choices=["api", "detector"],
+        default="api",
+        help="capture: api (the product path: POST /conversations, then the suggestions) "
+        "or detector (the model-free detector in this process)",
+    )
+    run.add_argument(
+        "--capture-limit",
+        type=int,
+        help="capture: the first N conversations of each kind per split (default: all)",
     )
     run.add_argument(
         "--out",
@@ -226,6 +244,8 @@ def _print_summary(results: dict[str, Any]) -> None:
         print("\n" + table(results["suites"]["cipher"]))
     if "selection-at-scale" in results["suites"]:
         print(selection_scale.markdown(results["suites"]["selection-at-scale"]))
+    if "capture" in results["suites"]:
+        print(capture_eval.markdown(results["suites"]["capture"]))
 
 
 def _run(args: argparse.Namespace, embedder: Embedder | None, backend: ModelBackend | None) -> int:
@@ -249,10 +269,18 @@ def _run(args: argparse.Namespace, embedder: Embedder | None, backend: ModelBack
     )
     if args.scale_data:
         scale = dataclasses.replace(scale, data=args.scale_data)
+    if args.capture_limit is not None and args.capture_limit < 1:
+        raise SystemExit("tailor-eval: --capture-limit must be at least 1")
+    capture = capture_eval.CaptureConfig(
+        splits=args.splits, source=args.capture_source, limit=args.capture_limit
+    )
+    if args.capture_data:
+        capture = dataclasses.replace(capture, data=args.capture_data)
     options = JobOptions(
         suite=args.suite,
         prefeval=cfg,
         scale=scale,
+        capture=capture,
         cipher_rounds=args.cipher_rounds,
         cipher_k=args.cipher_k,
         cipher_max_tokens=args.cipher_max_tokens,

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evals import cipher_env, selection, selection_scale
+from evals import capture_eval, cipher_env, selection, selection_scale
 from evals.cache import ItemCache
+from evals.capture_client import CaptureClient
 from evals.client import TailorClient
 from evals.prefeval import runner as prefeval
 from evals.prefeval.arms import Retriever
@@ -20,11 +21,12 @@ from personalization.backends import ModelBackend
 from personalization.embedder import Embedder
 
 SUITES = {
-    "nightly": ("prefeval", "cipher", "selection", "selection-at-scale"),
+    "nightly": ("prefeval", "cipher", "selection", "selection-at-scale", "capture"),
     "prefeval": ("prefeval",),
     "cipher": ("cipher",),
     "selection": ("selection",),
     "selection-at-scale": ("selection-at-scale",),
+    "capture": ("capture",),
 }
 SCHEMA = 1
 
@@ -36,6 +38,7 @@ class JobOptions:
     selection_data: Path = selection.DATA_DIR / "selection_basic.json"
     prefeval: prefeval.PrefEvalConfig = field(default_factory=prefeval.PrefEvalConfig)
     scale: selection_scale.ScaleConfig = field(default_factory=selection_scale.ScaleConfig)
+    capture: capture_eval.CaptureConfig = field(default_factory=capture_eval.CaptureConfig)
     cipher_rounds: int = 15
     cipher_k: int = 5
     cipher_max_tokens: int = 120
@@ -76,6 +79,15 @@ def run_job(
                 user_model=user_model,
             )
             metrics += cipher_env.metrics(report)
+        elif suite == "capture":
+            source = (
+                capture_eval.detector_source(embedder)
+                if options.capture.source == "detector"
+                # the client's one call (retries on 429/503, ServiceError on failure)
+                else capture_eval.api_source(client, CaptureClient(client.api))
+            )
+            report = capture_eval.run(source, embedder, options.capture, progress)
+            metrics += capture_eval.metrics(report)
         elif suite == "selection-at-scale":
             report = selection_scale.run(client, options.scale, progress)
             metrics += selection_scale.metrics(report)

@@ -1,69 +1,283 @@
-"""Finds preferences the user states about themself, in the user's own messages.
+"""Finds preferences a user states about themselves in their own chat messages, with
+no generative model: the embedded default must capture "I'm allergic to peanuts" too.
 
-A minimal model-free detector: a few first-person patterns (allergies, diets, "I
-prefer", "please don't", "I always/never", likes and dislikes, "I eat ... again"),
-one statement per matching sentence. Only the user's messages may be passed in."""
+Two stages, both measured on evals/data/capture (dev split; `tailor-eval run --suite
+capture` reports dev and held-out):
+
+1. Patterns pick candidate sentences: a first-person statement ("I'm allergic to...",
+   "I prefer...", "I never...", "We don't celebrate...") or a standing request ("Please
+   don't use emojis", "Always cite your sources"). Questions, hypotheticals ("if I
+   were..."), quoted or reported speech ("I read that..."), one-off tasks about "this"
+   and reactions ("I like the second one") are dropped before any scoring: they are
+   not the user's standing preferences, whatever their words.
+2. A logistic regression over MiniLM vectors (weights in statement_classifier.json,
+   trained on the dev split by evals/capture_train.py) scores each candidate; the
+   candidate is kept when the score reaches the threshold stored with the weights.
+   With another embedder the weights do not apply and the patterns decide alone.
+
+Assistant text never reaches this module: callers pass the user's messages only."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
-from personalization.embedder import Embedder
+import numpy as np
+
+from personalization.embedder import MINILM_ID, Embedder
 
 QUOTE_CHARS = 300
-
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
-_PATTERNS: tuple[tuple[re.Pattern[str], float], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), confidence)
-    for pattern, confidence in (
-        (r"\bI(?:'m| am)\s+(?:\w+\s+)?allergic to\b", 0.95),
-        (r"\bI(?:'m| am)\s+(?:a\s+|now\s+|strictly\s+)?(?:vegan|vegetarian|pescatarian)\b", 0.9),
-        (r"\bI(?: really| strongly)? prefer\b", 0.85),
-        (r"\bplease (?:don't|do not|never|always)\b", 0.8),
-        (r"\bI (?:always|never)\b", 0.75),
-        (r"\bI (?:do not|don't|no longer|now)? ?eat\b", 0.7),
-        (r"\bI(?: really| absolutely)? (?:like|love|hate|dislike|can't stand)\b", 0.7),
-    )
-)
+CLASSIFIER_PATH = Path(__file__).resolve().parent / "statement_classifier.json"
+# With another embedder than the one the classifier was fitted on (a deployment's own
+# model, a test's fake), its weights mean nothing: patterns alone decide, at this score.
+PATTERN_ONLY_CONFIDENCE = 0.6
 
 
 @dataclass(frozen=True)
 class DetectedStatement:
     text: str  # the preference as a first-person standing instruction
     quote: str  # the user's own words, at most QUOTE_CHARS
-    confidence: float
+    confidence: float  # in [0, 1]
+    message_index: int  # which of the given user messages it came from
+
+
+@dataclass(frozen=True)
+class Candidate:
+    sentence: str
+    text: str
     message_index: int
 
 
-def _as_instruction(sentence: str) -> str:
-    text = " ".join(sentence.split()).strip(" ,;:")
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+|(?<=:)\s+(?=[A-Z])")
+_LEAD = re.compile(
+    r"^(?:(?:hi|hello|hey|ok|okay|so|also|and|but|well|honestly|sadly|actually|anyway|"
+    r"by the way|btw|just so you know|for the record|fyi|fun fact|quick note|"
+    r"quick note before we start|oh|ah|yeah|yes|no|thanks|one more thing|"
+    r"good to know|note)\b[\s,:;!-]*)+",
+    re.IGNORECASE,
+)
+_TAIL = re.compile(
+    r"(?:,?\s+by the way|,?\s+btw|,?\s+though|,\s+(?:so|which|but|because|since|otherwise|"
+    r"as|and so|it|they|lyrics|gyms|i|the)\b.*)$",
+    re.IGNORECASE,
+)
+_HYPOTHETICAL = re.compile(
+    r"^\W*(?:if|suppose|supposing|imagine|pretend|assume|assuming|hypothetically|"
+    r"let's say|lets say|say|what if|in a story|in my story|in the story|when you|"
+    r"would|should|could)\b",
+    re.IGNORECASE,
+)
+_REPORTED = re.compile(
+    r"[\"\u201c\u201d\u2018]|(?<!\w)'[^']+'(?!\w)|"
+    r"\b(?:i (?:read|heard|saw|was told|noticed) (?:that|somewhere)|"
+    r"said|says|told me|wrote|according to|the article|the recipe|the movie|the book says)\b",
+    re.IGNORECASE,
+)
+_TASK = re.compile(
+    r"^\W*(?:translate|fix|rewrite|summari[sz]e|proofread|write|make|give|list|plan|"
+    r"explain|recommend|tell|show|help|find|create|draft|compose)\b",
+    re.IGNORECASE,
+)
+_ONE_OFF = re.compile(r"\b(?:this|that|these|those|the following|it|this one|above)\b", re.I)
+_REACTION = re.compile(
+    r"\bI (?:like|love|prefer|'ll take|will take) (?:the )?(?:first|second|third|last|"
+    r"other|former|latter|\w+ one)\b|\bI(?:'ll| will| was| were|'ve been|'d like to know|"
+    r" think| guess| mean| see| agree| wonder| hope| just| got| did| went| tried| used)\b",
+    re.IGNORECASE,
+)
+# First-person sentences about the task at hand, not a lasting trait or taste: "I need
+# help with my essay", "I want to book a table", "I'm looking for a laptop", anything
+# pinned to today or next week.
+_ONE_OFF_STATE = re.compile(
+    r"\bI (?:need|'d like|would like) (?:to|help|a|an|some|the|directions|your)\b|"
+    r"\bI want to (?!avoid|keep|stay|eat|cut|be|stick)\w+|"
+    r"\bI(?:'m| am) (?:trying|looking|planning|hosting|organi[sz]ing|writing|reading|"
+    r"waiting|moving|stuck|curious|wondering|thinking|at the|in the middle|not sure|a bit|"
+    r"learning about|working on|going to|about to|getting|preparing|studying for)\b|"
+    r"\bI have (?:a|an|some) (?:job )?(?:question|meeting|exam|test|interview|deadline|"
+    r"appointment|call|problem|issue|idea)\b|\bI have (?:\w+ )?(?:minutes|hours)\b|"
+    r"\b(?:today|tonight|tomorrow|right now|this (?:morning|afternoon|evening|weekend)|"
+    r"next (?:week|month)|at \d)\b",
+    re.IGNORECASE,
+)
+_ADVERBS = (
+    r"(?:(?:really|always|usually|mostly|generally|also|honestly|truly|absolutely|just|"
+    r"simply|totally|definitely|strongly|much|sadly|actually|normally|typically|still|"
+    r"tend to|try to|do|kind of|rather|personally|only|mainly|increasingly|"
+    r"very|so)\s+)*"
+)
+_VERBS = (
+    r"(?:love|like|enjoy|adore|prefer|hate|dislike|detest|avoid|want|need|use|play|read|"
+    r"write|work|follow|keep|eat|drink|speak|have|own|live|rent|travel|pick|choose|adopt|"
+    r"buy|feed|homeschool|care|take|wear|watch|listen|cook|study|practi[sc]e|run|"
+    r"do not|don't|dont|never|can't|cannot|can not|won't|am|'m|m|'d prefer|'d rather|"
+    r"would prefer|would rather|wouldn't|'d like|would like)"
+)
+_FIRST_PERSON = re.compile(rf"\b(?:I|we)\s*{_ADVERBS}{_VERBS}\b", re.IGNORECASE)
+_FAVOURITE = re.compile(
+    r"\bis my (?:favou?rite|go-to|thing)\b|\bmy favou?rite\b|\btriggers? my\b", re.I
+)
+_SUBORDINATE = re.compile(r"^\W*(?:when|whenever|while|before|after|once)\b", re.I)
+_REQUEST = re.compile(
+    r"^\W*(?:(?:please|pls|kindly)\s+)?(?:(?:can|could|would) you\s+(?:please\s+)?)?"
+    r"(?P<verb>always|never|don't|do not|avoid|stop|keep|use|reply|answer|respond|write|"
+    r"include|cite|skip|talk|explain)\b(?P<rest>.*)$",
+    re.IGNORECASE,
+)
+_PLEASE = re.compile(r"\b(?:please|pls|kindly|always|never|from now on|in general)\b", re.I)
+_CONTRACTIONS = ((r"\bI'm\b", "I am"), (r"\bIm\b", "I am"), (r"\bdont\b", "don't"))
 
 
-def detect_statements(user_messages: Sequence[str], embedder: Embedder) -> list[DetectedStatement]:
-    """The first pattern that matches a sentence decides its confidence."""
-    del embedder  # this version uses patterns only
-    found: list[DetectedStatement] = []
+def split_sentences(message: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(message) if s and s.strip()]
+
+
+def strip_lead(sentence: str) -> str:
+    """Without its opening chatter ("Honestly,", "By the way"): what is scored and quoted."""
+    return _LEAD.sub("", sentence.strip()).strip()
+
+
+def _finish(text: str) -> str:
+    text = text.strip(" ,;:-—")
+    for pattern, replacement in _CONTRACTIONS:
+        text = re.sub(pattern, replacement, text)
+    text = re.sub(r"[.!]+$", "", text).strip()
+    return (text[:1].upper() + text[1:] + ".") if text else ""
+
+
+def _cut_tail(text: str) -> str:
+    """Drops what follows the statement ("..., so keep that in mind", "..., by the
+    way"): the instruction is the main clause; the quote keeps the rest."""
+    text = text.strip().rstrip(".!")
+    while True:
+        shorter = _TAIL.sub("", text).strip()
+        if shorter == text:
+            return text
+        text = shorter
+
+
+def _request_text(verb: str, rest: str) -> str:
+    """A standing request in the user's voice: "Please don't use emojis" becomes
+    "I don't want you to use emojis." so every captured item reads as the user's own."""
+    rest = re.sub(r",?\s*please\b", "", rest, flags=re.I).strip(" ,")
+    rest = _cut_tail(rest)
+    low = verb.lower()
+    if low in {"don't", "do not", "never", "stop"}:
+        return _finish(f"I don't want you to {rest}")
+    if low == "avoid":
+        return _finish(f"I want you to avoid {rest}")
+    if low == "always":
+        return _finish(f"I want you to always {rest}")
+    return _finish(f"I want you to {low} {rest}")
+
+
+def candidate(sentence: str, message_index: int) -> Candidate | None:
+    """The sentence as a statement to score, or None when it cannot be the user's
+    standing preference (question, hypothetical, reported speech, one-off task)."""
+    body = strip_lead(sentence)
+    if not body or len(body) > 400:
+        return None
+    question = body.rstrip().endswith("?")
+    if _HYPOTHETICAL.search(body) and not question:
+        return None
+    if _REPORTED.search(body) or _REACTION.search(body) or _ONE_OFF_STATE.search(body):
+        return None
+    request = _REQUEST.match(body)
+    if request and _PLEASE.search(body):
+        rest = request.group("rest").rstrip("?")
+        if _ONE_OFF.search(rest.split(",")[0]) and not re.search(r"\balways|never\b", body, re.I):
+            return None
+        if question and not re.search(r"\b(?:always|never|from now on)\b", body, re.I):
+            return None
+        return Candidate(body, _request_text(request.group("verb"), rest), message_index)
+    if question or _TASK.search(body) or _HYPOTHETICAL.search(body):
+        return None
+    matches = list(_FIRST_PERSON.finditer(body))
+    if _SUBORDINATE.search(body) and len(matches) > 1:
+        matches = matches[1:]  # "When I work I prefer...": the main clause's subject
+    found = matches[0] if matches else _FAVOURITE.search(body)
+    if not found:
+        return None
+    clause = body[found.start() :] if found.re is _FIRST_PERSON else body
+    if re.match(r"(?i)we\b", clause) is None and found.re is _FIRST_PERSON:
+        clause = "I" + clause[1:]
+    return Candidate(body, _finish(_cut_tail(clause)), message_index)
+
+
+def candidates(user_messages: Sequence[str]) -> list[Candidate]:
+    found: list[Candidate] = []
     for index, message in enumerate(user_messages):
-        for match in _SENTENCE.finditer(message):
-            sentence = match.group().strip()
-            if not sentence:
-                continue
-            for pattern, confidence in _PATTERNS:
-                hit = pattern.search(sentence)
-                if hit is None:
-                    continue
-                statement = sentence[hit.start() :]
-                found.append(
-                    DetectedStatement(
-                        text=_as_instruction(statement),
-                        quote=sentence[:QUOTE_CHARS],
-                        confidence=confidence,
-                        message_index=index,
-                    )
-                )
-                break
+        for sentence in split_sentences(message):
+            hit = candidate(sentence, index)
+            if hit is not None and hit.text:
+                found.append(hit)
     return found
+
+
+@dataclass(frozen=True)
+class Classifier:
+    weights: np.ndarray
+    bias: float
+    threshold: float
+    embedder_id: str = MINILM_ID
+
+    def fits(self, embedder: Embedder) -> bool:
+        return embedder.model_id == self.embedder_id and embedder.dim == self.weights.shape[0]
+
+    def scores(self, vectors: np.ndarray) -> np.ndarray:
+        logits = vectors @ self.weights + self.bias
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
+
+
+def load_classifier(path: Path = CLASSIFIER_PATH) -> Classifier:
+    found = json.loads(path.read_text(encoding="utf-8"))
+    return Classifier(
+        weights=np.asarray(found["weights"], dtype=np.float32),
+        bias=float(found["bias"]),
+        threshold=float(found["threshold"]),
+        embedder_id=str(found.get("embedder", MINILM_ID)),
+    )
+
+
+@cache
+def _packaged_classifier() -> Classifier:
+    return load_classifier()
+
+
+def detect_statements(
+    user_messages: Sequence[str],
+    embedder: Embedder,
+    *,
+    classifier: Classifier | None = None,
+) -> list[DetectedStatement]:
+    """The preferences the user states in `user_messages`, once each (the first time
+    a text is said), in the order they were said."""
+    found = candidates(user_messages)
+    if not found:
+        return []
+    model = classifier or _packaged_classifier()
+    if model.fits(embedder):
+        scores = model.scores(embedder.embed([c.sentence for c in found]))
+        threshold = model.threshold
+    else:
+        scores = np.full(len(found), PATTERN_ONLY_CONFIDENCE)
+        threshold = 0.0
+    out: list[DetectedStatement] = []
+    seen: set[str] = set()
+    for cand, score in zip(found, scores, strict=True):
+        if score < threshold or cand.text.lower() in seen:
+            continue
+        seen.add(cand.text.lower())
+        out.append(
+            DetectedStatement(
+                text=cand.text,
+                quote=cand.sentence[:QUOTE_CHARS],
+                confidence=round(float(score), 3),
+                message_index=cand.message_index,
+            )
+        )
+    return out

@@ -14,7 +14,7 @@ from personalization.admission import AdmittedEmbedder, KeyRateLimiter
 from personalization.applicability import ApplicabilityModel
 from personalization.backends import ModelBackend
 from personalization.backends.gate import GatedBackend
-from personalization.capture_worker import CaptureWorker
+from personalization.capture_worker import CaptureWorker, Detector
 from personalization.chat import ChatService
 from personalization.cipher import CipherRetriever, PreferenceAggregator
 from personalization.context import ContextBuilder
@@ -25,6 +25,8 @@ from personalization.embedder import Embedder
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from personalization.provenance import TurnRecorder
+from personalization.statement_detector import detect_statements
+from personalization.statement_extractor import detector_with_model
 from personalization.suggestions import CaptureService
 from service.metrics import (
     MODEL_LOAD_SECONDS,
@@ -210,6 +212,16 @@ def load_embedder(settings: Settings) -> Embedder:
     return embedder
 
 
+def capture_reader(settings: Settings, model: ModelBackend, *, embedded: bool) -> Detector:
+    """`embedded`: the backend was built from the settings (not handed in by a caller),
+    so `model_backend == "embedded"` means the 135M model, too small to extract."""
+    use_model = settings.capture_reader == "model" or (
+        settings.capture_reader == "auto"
+        and not (embedded and settings.model_backend == "embedded")
+    )
+    return detector_with_model(model) if use_model else detect_statements
+
+
 def build_ports(
     settings: Settings, embedder: Embedder | None = None, backend: ModelBackend | None = None
 ) -> Ports:
@@ -275,6 +287,7 @@ def build_ports(
         instructions,
         embedder,
         index,
+        detect=capture_reader(settings, model, embedded=gated is not None),
         auto_accept=settings.capture_auto_accept,
         max_attempts=settings.edit_max_attempts,
         backoff_s=settings.edit_retry_backoff_s,

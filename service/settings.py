@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         description="a captured suggestion this confident or more is accepted at once "
         "(applies to turns); unset: only suggestions the user or app accepts apply",
     )
+    capture_reader: Literal["auto", "patterns", "model"] = Field(
+        "auto",
+        description="what reads captured conversations: the model-free detector "
+        "(patterns), or it plus the chat model's extraction (model: finds implicit "
+        "preferences, one model call per conversation); auto = model unless the "
+        "backend is the embedded 135M model",
+    )
     capture_queue_limit: int = Field(
         1000, ge=1, description="conversations waiting for capture per tenant before 429"
     )

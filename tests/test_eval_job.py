@@ -19,13 +19,15 @@ from evals.prefeval.data import load_items, shuffled_options
 from evals.prefeval.judge import load_labelled
 from personalization.backends import Completion, GenerationSettings
 from personalization.messages import ChatMessage
+from personalization.statement_extractor import SYSTEM as EXTRACTOR_PROMPT
 from tests.fakes import HashingEmbedder, RecordingBackend
 
 ITEMS = load_items()
 
 
 class Mind(RecordingBackend):
-    """Infers an implicit item's preference from its conversation; answers a question
+    """Extracts an implicit item's preference from its conversation (capture's
+    extractor prompt, answered in its JSON shape, quoting the user); answers a question
     the preferred way iff the preference text is in its context (history, profile
     block, quoted excerpts);
     judges say yes to 'helpful' and no to everything else."""
@@ -39,8 +41,11 @@ class Mind(RecordingBackend):
         last = messages[-1].content
         seen = "\n".join(m.content for m in messages)
         text = "A"
-        if last.startswith("Here is a conversation"):
-            text = next(i.preference for i in ITEMS if i.conversation[0].content in last)
+        if messages[0].content == EXTRACTOR_PROMPT:
+            item = next(i for i in ITEMS if i.conversation[0].content in last)
+            quote = item.conversation[0].content
+            found = [{"text": item.preference, "quote": quote, "confidence": 0.9}]
+            text = json.dumps({"preferences": found})
         elif last.startswith("You are grading"):
             text = "yes" if "real attempt" in last else "no"
         else:
@@ -109,7 +114,8 @@ def test_prefeval_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert mcq["rag"]["70"]["successes"] >= mcq["zero-shot"]["70"]["successes"]
     by_form = pe["by_form"]["mcq"]["zero-shot"]["explicit"]
     assert (by_form["n"], by_form["successes"]) == (24, 12 + explicit_guesses)
-    # Implicit items: the tailor arm stored what the model inferred from the chat.
+    # Implicit items: the tailor arm accepted what capture found in the chat (here the
+    # extractor, since the configured model is not the embedded one).
     stored = {p["item"]: p["instruction"] for p in pe["tailor_profiles"]}
     implicit = next(i for i in ITEMS if i.form == "persona")
     assert stored[implicit.key] == implicit.preference
@@ -130,8 +136,11 @@ def test_prefeval_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[
     before = (out / "results.json").read_text()
     scripted = Mind()
     assert run_cli(args, scripted) == 0
-    calls = [m[-1].content for m in scripted.received]
-    assert all(c == "Say OK." for c in calls), calls[:3]
+    # Answers come from the cache; only capture runs again (each profile is set up anew
+    # through the product path, one extractor call per implicit item) besides the probe.
+    asked = [m[-1].content for m in scripted.received if m[0].content != EXTRACTOR_PROMPT]
+    assert all(c == "Say OK." for c in asked), asked[:3]
+    assert len(scripted.received) - len(asked) == 12
     again = json.loads((out / "results.json").read_text())
     assert again["suites"]["prefeval"]["tasks"] == json.loads(before)["suites"]["prefeval"]["tasks"]
 

@@ -58,6 +58,8 @@ def test_nightly_suite_against_a_real_server(tmp_path: Path) -> None:
             "24",
             "--scale-limit",
             "40",
+            "--capture-limit",
+            "3",
             "--no-progress",
         ]
         done = subprocess.run(
@@ -86,6 +88,10 @@ def test_nightly_suite_against_a_real_server(tmp_path: Path) -> None:
     selection = results["suites"]["selection"]
     # the default policy fills up to 10 conditional items in rank order: recall, not F1
     assert selection["recall"] >= 0.9 and selection["always_on_recall"] == 1.0
+    # capture over the product path: 3 conversations of each of 5 kinds per split
+    capture = results["suites"]["capture"]
+    assert capture["config"]["source"] == "api"
+    assert all(e["conversations"] == 15 for e in capture["splits"].values())
     scale = results["suites"]["selection-at-scale"]
     assert scale["splits"]["heldout"]["sizes"]["50"]["turns"] == 40  # one profile of 40
     assert "mcq accuracy" in done.stdout and "selection: precision" in done.stdout

@@ -4,8 +4,9 @@ endpoint, so all arms use the one model behind the service:
 - baselines (zero-shot, reminder, rag) chat as a user with an empty profile, which
   Tailor passes to the model untouched;
 - the tailor arm chats as a user whose profile holds the preference: the stated one
-  for explicit items; for implicit ones, what the model itself infers from the
-  conversation (as an app would store it), and the same history besides.
+  for explicit items; for implicit ones, what Tailor's capture feature finds in the
+  conversation (submitted to POST /v1/users/{id}/conversations, its suggestions
+  accepted as a user would), and the same history besides.
 
 Every answer is cached as soon as it is known (evals/cache.py)."""
 
@@ -20,6 +21,7 @@ from typing import Any
 from tqdm import tqdm
 
 from evals.cache import ItemCache
+from evals.capture_client import CaptureClient
 from evals.client import ChatReply, ServiceError, ServiceModel, TailorClient
 from evals.prefeval.arms import (
     ARMS,
@@ -36,15 +38,10 @@ from evals.stats import proportion
 from personalization.backends import GenerationSettings
 from personalization.messages import ChatMessage
 
-PROMPT_VERSION = 1  # bump when a prompt changes: cached answers are then recomputed
+PROMPT_VERSION = 2  # bump when a prompt changes: cached answers are then recomputed
 BASELINE_USER = "tailor-eval-baseline"
 TASKS = ("mcq", "generation")
 CHANCE = 0.25
-_INFER = (
-    "Here is a conversation with a user:\n\n{conversation}\n\n"
-    "In one short sentence starting with 'I', state the user's preference or constraint "
-    "that an assistant should remember."
-)
 
 
 @dataclass(frozen=True)
@@ -104,6 +101,8 @@ class PrefEvalRun:
         self._retriever = retriever
         self._judge = judge
         self._bare = ServiceModel(client, BASELINE_USER)
+        # the client's one call (retries on 429/503, ServiceError on failure)
+        self._capture = CaptureClient(client.api)
         self._profiles: dict[tuple[str, str], dict[str, Any]] = {}
         self.model = ""
 
@@ -146,31 +145,35 @@ class PrefEvalRun:
         always-on, so the two together separate selection misses from the model's."""
         if (item.key, arm) in self._profiles:
             return self._profiles[(item.key, arm)]
-        text = item.preference
-        if item.form != "explicit":
-
-            def infer() -> dict[str, Any]:
-                lines = "\n".join(f"{m.role}: {m.content}" for m in item.conversation)
-                done = self._bare.complete(
-                    [ChatMessage("user", _INFER.format(conversation=lines))],
-                    GenerationSettings(max_tokens=48, temperature=0.0, seed=self._cfg.seed),
-                )
-                return {"text": " ".join(done.text.split())[:300]}
-
-            parts = {"infer": item.key, "model": self.model, "v": PROMPT_VERSION}
-            text = self._cache.remember(parts, infer)["text"]
         user = _user_id(item, arm)
         self._client.fresh_user(user)
+        always_on = arm == "tailor-always"
+        text = item.preference if item.form == "explicit" else ""
         error = None
         try:
-            if text:
-                self._client.add_instruction(
-                    user, text, source="user", always_on=arm == "tailor-always"
-                )
-        except ServiceError as exc:  # e.g. an inferred sentence the API refuses
+            if item.form == "explicit":
+                self._client.add_instruction(user, text, source="user", always_on=always_on)
+            else:
+                text, error = self._captured(user, item, always_on)
+        except ServiceError as exc:  # e.g. a sentence the API refuses
             error = f"{exc.code}: {exc}"
         self._profiles[(item.key, arm)] = {"user": user, "instruction": text, "error": error}
         return self._profiles[(item.key, arm)]
+
+    def _captured(self, user: str, item: PrefItem, always_on: bool) -> tuple[str, str | None]:
+        """Implicit items go through capture, the product path: the conversation is
+        submitted, and what it suggests is accepted (`tailor`) or, for `tailor-always`,
+        stored as always-on instructions (the suggestions then stay pending). The stored
+        text is every captured statement, joined; "" when capture found nothing."""
+        status, found = self._capture.capture(user, item.conversation)
+        if status != "done":
+            return "", f"capture {status}"
+        for suggestion in found:
+            if always_on:
+                self._client.add_instruction(user, suggestion.text, source="user", always_on=True)
+            else:
+                self._capture.accept(user, suggestion.id)
+        return " ".join(s.text for s in found), None
 
     def _cell(
         self,

@@ -1,0 +1,158 @@
+"""The model-free statement detector: each pattern family captures, each kind of
+non-statement does not, the wording is the user's own standing instruction with their
+quote, and the classifier's threshold decides when its embedder is the one it was
+fitted on. Real MiniLM at the end (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from personalization.embedder import MINILM_ID
+from personalization.statement_detector import (
+    PATTERN_ONLY_CONFIDENCE,
+    QUOTE_CHARS,
+    Classifier,
+    DetectedStatement,
+    detect_statements,
+)
+from tests.fakes import HashingEmbedder
+
+FAKE = HashingEmbedder(dim=32)
+
+
+def texts(*messages: str) -> list[str]:
+    return [s.text for s in detect_statements(list(messages), FAKE)]
+
+
+@pytest.mark.parametrize(
+    ("said", "text"),
+    [
+        ("I'm allergic to peanuts.", "I am allergic to peanuts."),
+        ("I love horror movies, the scarier the better.", "I love horror movies."),
+        ("Honestly, I hate running.", "I hate running."),
+        ("I prefer answers as bullet points.", "I prefer answers as bullet points."),
+        ("I never rent cars abroad.", "I never rent cars abroad."),
+        ("I always pick a window seat when I fly.", "I always pick a window seat when I fly."),
+        ("I can't eat dairy, it makes me really sick.", "I can't eat dairy."),
+        ("I don't drink alcohol at all.", "I don't drink alcohol at all."),
+        ("I'm vegan, by the way, so keep that in mind.", "I am vegan."),
+        (
+            "We don't celebrate Christmas in my family.",
+            "We don't celebrate Christmas in my family.",
+        ),
+        ("Classical music is my favourite.", "Classical music is my favourite."),
+        ("When I work I prefer instrumental music.", "I prefer instrumental music."),
+        ("I'd prefer a formal tone in your replies.", "I'd prefer a formal tone in your replies."),
+    ],
+)
+def test_first_person_statements(said: str, text: str) -> None:
+    assert texts(said) == [text]
+
+
+@pytest.mark.parametrize(
+    ("said", "text"),
+    [
+        ("Please don't use emojis.", "I don't want you to use emojis."),
+        ("Always cite your sources, please.", "I want you to always cite your sources."),
+        (
+            "Please keep your answers short, I read them on my phone.",
+            "I want you to keep your answers short.",
+        ),
+        ("Can you always use metric units?", "I want you to always use metric units."),
+        ("Please avoid jargon, I'm not an expert.", "I want you to avoid jargon."),
+    ],
+)
+def test_standing_requests_become_the_users_instruction(said: str, text: str) -> None:
+    assert texts(said) == [text]
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Do you like horror movies?",  # question
+        "Are you allergic to anything?",
+        "If I were vegan, what would I eat for breakfast?",  # hypothetical
+        "Suppose I hated crowds, where would you send me in Paris?",
+        "Hypothetically, if I stopped eating meat, would I need supplements?",
+        "My friend is vegan and is coming over for dinner.",  # third person
+        "My boss hates long emails.",
+        "I read that Italians never drink cappuccino after noon.",  # reported speech
+        "Translate this into Spanish: 'I am allergic to cats.'",
+        'Someone wrote "I hate subscriptions" and got upvotes.',
+        "Please summarise this email in bullet points.",  # one-off task
+        "Make this paragraph shorter for me.",
+        "Ha, I like the second one.",  # a reaction, not a standing taste
+        "I'll check it out.",
+        "What's the capital of Australia?",  # filler
+    ],
+)
+def test_not_the_users_standing_preference(said: str) -> None:
+    assert texts(said) == []
+
+
+def test_mid_message_with_chatter_keeps_the_quote_and_the_message_index() -> None:
+    found = detect_statements(
+        [
+            "What's a good plan for Saturday?",
+            "Morning! Long week ahead. I'm severely allergic to shellfish though. Any ideas?",
+        ],
+        FAKE,
+    )
+    assert found == [
+        DetectedStatement(
+            text="I am severely allergic to shellfish.",
+            quote="I'm severely allergic to shellfish though.",
+            confidence=PATTERN_ONLY_CONFIDENCE,
+            message_index=1,
+        )
+    ]
+
+
+def test_a_repeated_statement_is_reported_once_and_quotes_are_bounded() -> None:
+    long = "I love jazz, " + "and " * 200 + "more."
+    found = detect_statements(["I love jazz.", "I love jazz.", long], FAKE)
+    assert [s.text for s in found] == ["I love jazz."]
+    assert all(len(s.quote) <= QUOTE_CHARS for s in detect_statements([long[:390]], FAKE))
+
+
+class _Fitted(HashingEmbedder):
+    """A fake with the classifier's embedder id, so its weights apply."""
+
+    def __init__(self) -> None:
+        super().__init__(dim=8, model_id=MINILM_ID)
+
+
+def test_the_classifier_decides_when_its_embedder_is_used() -> None:
+    embedder = _Fitted()
+    vectors = embedder.embed(["I love jazz.", "I hate running."])
+    # weights that score "I love jazz." high and "I hate running." low
+    weights = (vectors[0] - vectors[1]).astype(np.float32) * 10
+    model = Classifier(weights=weights, bias=0.0, threshold=0.5)
+    found = detect_statements(["I love jazz.", "I hate running."], embedder, classifier=model)
+    assert [s.text for s in found] == ["I love jazz."]
+    assert 0.5 <= found[0].confidence <= 1.0
+    # the same weights do not apply to another embedder: patterns alone decide
+    other = detect_statements(["I love jazz.", "I hate running."], FAKE, classifier=model)
+    assert [s.text for s in other] == ["I love jazz.", "I hate running."]
+
+
+@pytest.mark.slow
+def test_real_minilm_with_the_packaged_classifier() -> None:
+    from personalization.embedder import SentenceTransformerEmbedder
+
+    found = detect_statements(
+        [
+            "Hi! I'm allergic to peanuts. Can you suggest a snack?",
+            "My sister is vegan.",
+            "Please don't use emojis.",
+            "Do you like jazz?",
+            "It works now, thank you.",
+        ],
+        SentenceTransformerEmbedder(),
+    )
+    assert [(s.text, s.message_index) for s in found] == [
+        ("I am allergic to peanuts.", 0),
+        ("I don't want you to use emojis.", 2),
+    ]
+    assert all(0.0 <= s.confidence <= 1.0 for s in found)
