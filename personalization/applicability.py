@@ -26,6 +26,7 @@ import numpy.typing as npt
 from personalization.constraint_cues import is_hard_rule, needs_of
 from personalization.domains import DOMAIN_REQUESTS, DOMAINS, named_domains
 from personalization.embedder import Embedder
+from personalization.learned_applicability import LearnedApplicability
 from store.instructions import Applicability, InstructionChanges
 from store.models import Instruction, InstructionKind, SetBy
 
@@ -99,12 +100,22 @@ def classify(text: str) -> InstructionKind:
 
 
 class ApplicabilityModel:
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, learned: LearnedApplicability | None = None) -> None:
+        """`learned` defaults to the shipped weights when they fit the embedder."""
         requests = [(d, r) for d in DOMAINS for r in DOMAIN_REQUESTS[d]]
         self._requests = [r for _, r in requests]
         self._owner = np.array([DOMAINS.index(d) for d, _ in requests])
         self._matrix = np.ascontiguousarray(embedder.embed(self._requests), dtype=np.float32)
         self.model_id = embedder.model_id
+        self._learned = learned or LearnedApplicability.load(embedder.model_id, embedder.dim)
+
+    def classify(self, text: str, vector: Vector) -> InstructionKind:
+        """The cues (`classify`), or the learned kind when they see no constraint: cues
+        are precise on the wordings they know, the regression covers the others."""
+        kind = classify(text)
+        if kind == InstructionKind.style and self._learned and self._learned.is_constraint(vector):
+            return InstructionKind.constraint
+        return kind
 
     def _per_request(self, vector: Vector) -> npt.NDArray[np.float32]:
         return np.asarray(self._matrix @ vector, dtype=np.float32)
@@ -139,12 +150,15 @@ class ApplicabilityModel:
     def derive(self, text: str, vector: Vector, kind: InstructionKind | None = None) -> Derived:
         """Kind (unless given), domains and typical requests of an item, from its text and
         its text's embedding (already computed for the item's main key)."""
-        kind = kind or classify(text)
+        kind = kind or self.classify(text, vector)
         scores = self.domain_scores(vector)
         domains = self._nearest(scores, ITEM_DOMAINS, ITEM_DOMAIN_MIN)
         own = list(domains)
         if kind == InstructionKind.constraint:
             domains = constraint_domains(text, own)
+            if self._learned is not None:
+                learned = self._learned.constraint_domains(vector)
+                domains += [d for d in learned if d not in domains]
         return Derived(kind, domains, self._typical_requests(vector, own))
 
     def _typical_requests(self, vector: Vector, domains: Sequence[str]) -> list[str]:
@@ -185,7 +199,7 @@ def resolve_applicability(
     elif previous and previous.kind_set_by == user and not changes.rederive_kind:
         kind, kind_by = previous.kind, user
     else:
-        kind, kind_by = classify(text), derived
+        kind, kind_by = model.classify(text, vector), derived
     fresh = model.derive(text, vector, kind)
     pinned = (
         previous is not None
