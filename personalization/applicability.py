@@ -22,11 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.engine import Engine
 
 from personalization.constraint_cues import is_hard_rule, needs_of
 from personalization.domains import DOMAIN_REQUESTS, DOMAINS, named_domains
 from personalization.embedder import Embedder
 from personalization.learned_applicability import LearnedApplicability
+from store.derivation import Rederived, finished, rederive
 from store.instructions import Applicability, InstructionChanges
 from store.models import Instruction, InstructionKind, SetBy
 
@@ -43,6 +45,9 @@ QUERY_DOMAIN_MARGIN = 0.1  # ...and within this of the first: a clear lead is on
 # generic requests pull every item of a domain up together. So none are derived; those
 # a user or app sets are embedded as keys and do help (they are specific).
 TYPICAL_REQUESTS = 0
+# Bump when what `derive` gives for a stored text changes: rows derived by an older
+# version are brought up to date once (store/derivation.py, `rederive_stored`).
+DERIVATION = "2-learned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,10 @@ class ApplicabilityModel:
         self.model_id = embedder.model_id
         self._learned = learned or LearnedApplicability.load(embedder.model_id, embedder.dim)
 
+    @property
+    def learned(self) -> bool:
+        return self._learned is not None
+
     def classify(self, text: str, vector: Vector) -> InstructionKind:
         """The cues (`classify`), or the learned kind when they see no constraint: cues
         are precise on the wordings they know, the regression covers the others."""
@@ -168,6 +177,26 @@ class ApplicabilityModel:
         per_request = np.where(allowed, self._per_request(vector), -2.0)
         order = np.argsort(-per_request, kind="stable")[:TYPICAL_REQUESTS]
         return [self._requests[i] for i in order if allowed[i]]
+
+
+def derivation_version(model: ApplicabilityModel) -> str:
+    """Derivation depends on the embedder and on whether the learned weights fit it."""
+    return f"{DERIVATION}:{model.model_id}:{'learned' if model.learned else 'lexical'}"
+
+
+def rederive_stored(
+    model: ApplicabilityModel, engine: Engine, *, force: bool = False
+) -> int | None:
+    """Bring stored rows to this derivation version, once (None: already done)."""
+    version = derivation_version(model)
+    if not force and finished(engine, version):
+        return None
+
+    def fresh(text: str, vector: Vector, kind: InstructionKind | None) -> Rederived:
+        derived = model.derive(text, vector, kind)
+        return Rederived(derived.kind, derived.domains)
+
+    return rederive(engine, fresh, version, embedding_model=model.model_id)
 
 
 def current_applicability(row: Instruction) -> Applicability | None:

@@ -1,5 +1,6 @@
-"""`tailor serve | bootstrap | migrate | link`: run the service, create a tenant and its
-first key (printed once), bring the schema to head, or print a profile-page link."""
+"""`tailor serve | bootstrap | migrate | link | rederive`: run the service, create a tenant
+and its first key (printed once), bring the schema to head, print a profile-page link, or
+bring stored instructions' derived kind and domains to the current derivation."""
 
 from __future__ import annotations
 
@@ -84,6 +85,27 @@ def _link(settings: Settings, user_id: str, tenant_id: str | None) -> int:
     return 0
 
 
+def _rederive(settings: Settings, force: bool) -> int:
+    """What every start does once per derivation version; `force` runs it again."""
+    from personalization.applicability import (
+        ApplicabilityModel,
+        derivation_version,
+        rederive_stored,
+    )
+    from personalization.embedder import SentenceTransformerEmbedder
+    from store.db import create_db_engine, migrate
+
+    engine = create_db_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    model = ApplicabilityModel(SentenceTransformerEmbedder(device=settings.embedder_device))
+    version = derivation_version(model)
+    updated = rederive_stored(model, engine, force=force)
+    print(json.dumps({"derivation": version, "updated": updated}))
+    if updated is None:
+        print("already done for this derivation (--force runs it again)", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tailor", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     link = commands.add_parser("link", help="print a short-lived link to a user's profile page")
     link.add_argument("--user", required=True, help="the app's id for the end user")
     link.add_argument("--tenant", help="tenant id (needed only when there are several)")
+    again = commands.add_parser(
+        "rederive", help="re-derive stored instructions' kind and domains (once per version)"
+    )
+    again.add_argument("--force", action="store_true", help="even if done for this version")
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
@@ -102,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bootstrap(settings, args.name)
     if args.command == "link":
         return _link(settings, args.user, args.tenant)
+    if args.command == "rederive":
+        return _rederive(settings, args.force)
     return _migrate(settings)
 
 
