@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -39,7 +40,8 @@ class Rederived:
 Derive = Callable[[str, Vector, InstructionKind | None], Rederived]
 
 
-def _derived(column: sa.ColumnElement[str | None]) -> sa.ColumnElement[bool]:
+def _derived(column: Any) -> sa.ColumnElement[bool]:
+    """Derived, or from before kinds existed (NULL): a column of the table or the model."""
     return sa.or_(column.is_(None), column == SetBy.derived.value)
 
 
