@@ -92,12 +92,12 @@ def _rederive(settings: Settings, force: bool) -> int:
         derivation_version,
         rederive_stored,
     )
-    from personalization.embedder import SentenceTransformerEmbedder
+    from service.ports import configured_embedder
     from store.db import create_db_engine, migrate
 
     engine = create_db_engine(settings.sqlalchemy_url)
     migrate(engine)
-    model = ApplicabilityModel(SentenceTransformerEmbedder(device=settings.embedder_device))
+    model = ApplicabilityModel(configured_embedder(settings))
     version = derivation_version(model)
     updated = rederive_stored(model, engine, force=force)
     print(json.dumps({"derivation": version, "updated": updated}))

@@ -134,19 +134,25 @@ def build_backend(settings: Settings) -> GatedBackend:
     return GatedBackend(embedded, max_waiting=settings.model_max_waiting, model_id=SMOLLM2_ID)
 
 
+def configured_embedder(settings: Settings) -> Embedder:
+    """`TAILOR_EMBEDDER_FACTORY` (module:callable) when set, else the packaged MiniLM."""
+    if settings.embedder_factory:
+        module, _, name = settings.embedder_factory.partition(":")
+        made: Embedder = getattr(importlib.import_module(module), name)()
+        return made
+    from personalization.embedder import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(device=settings.embedder_device)
+
+
 def build_ports(
     settings: Settings, embedder: Embedder | None = None, backend: ModelBackend | None = None
 ) -> Ports:
     engine = create_db_engine(settings.sqlalchemy_url)
     migrate(engine)
     apply_thread_settings(settings, load_torch=embedder is None)
-    if embedder is None and settings.embedder_factory:
-        module, _, name = settings.embedder_factory.partition(":")
-        embedder = getattr(importlib.import_module(module), name)()
     if embedder is None:
-        from personalization.embedder import SentenceTransformerEmbedder
-
-        embedder = SentenceTransformerEmbedder(device=settings.embedder_device)
+        embedder = configured_embedder(settings)
     batcher = BatchingEmbedder(
         embedder,
         max_batch=settings.embed_batch_size,

@@ -5,11 +5,15 @@ SQLite and PostgreSQL with the hashing embedder (derivation is deterministic).""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 from sqlmodel import Session, col, select
 
 from personalization.applicability import (
@@ -17,11 +21,13 @@ from personalization.applicability import (
     derivation_version,
     rederive_stored,
 )
+from service.app import create_app
+from service.cli import main
 from store.derivation import Rederived, _update
 from store.models import ChangeLog, DerivationRun, Instruction, InstructionKind
 from store.vector_index import decode_vector
-from tests.conftest import Api
-from tests.fakes import HashingEmbedder
+from tests.conftest import Api, make_settings, wait_ready
+from tests.fakes import HashingEmbedder, RecordingBackend
 
 INSTR = "/v1/users/alice/instructions"
 CELIAC = "I'm celiac, gluten makes me ill."
@@ -140,3 +146,29 @@ def test_a_row_superseded_meanwhile_is_left_to_its_new_version(api: Api) -> None
     item = _items(api, h)[celiac["id"]]
     assert (item["version"], item["kind"]) == (2, "style")
     assert item["domains"] != ["pets"]
+
+
+def test_the_rederive_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tailor rederive` on a database an older derivation wrote: once, then only with
+    --force (the hashing embedder stands in through TAILOR_EMBEDDER_FACTORY)."""
+    monkeypatch.setenv("TAILOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("TAILOR_EMBEDDER_FACTORY", "tests.fakes:HashingEmbedder")
+    settings = make_settings(tmp_path / "data")
+    with TestClient(
+        create_app(settings, embedder=HashingEmbedder(), backend=RecordingBackend())
+    ) as client:
+        wait_ready(client)
+        api = Api(client)
+        h, celiac, _, _ = _profile(api)
+        _make_old(_engine(api), celiac["id"], kind="style", domains=["pets"])
+        assert main(["rederive"]) == 0
+        first = json.loads(capsys.readouterr().out)
+        assert first["updated"] == 1 and first["derivation"].endswith(":lexical")
+        assert _items(api, h)[celiac["id"]]["kind"] == "constraint"
+        assert main(["rederive"]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["updated"] is None and "already done" in err
+        assert main(["rederive", "--force"]) == 0
+        assert json.loads(capsys.readouterr().out)["updated"] == 0
