@@ -22,10 +22,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.engine import Engine
 
 from personalization.constraint_cues import is_hard_rule, needs_of
 from personalization.domains import DOMAIN_REQUESTS, DOMAINS, named_domains
 from personalization.embedder import Embedder
+from personalization.learned_applicability import LearnedApplicability
+from store.derivation import Rederived, finished, rederive
 from store.instructions import Applicability, InstructionChanges
 from store.models import Instruction, InstructionKind, SetBy
 
@@ -42,6 +45,9 @@ QUERY_DOMAIN_MARGIN = 0.1  # ...and within this of the first: a clear lead is on
 # generic requests pull every item of a domain up together. So none are derived; those
 # a user or app sets are embedded as keys and do help (they are specific).
 TYPICAL_REQUESTS = 0
+# Bump when what `derive` gives for a stored text changes: rows derived by an older
+# version are brought up to date once (store/derivation.py, `rederive_stored`).
+DERIVATION = "2-learned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +105,26 @@ def classify(text: str) -> InstructionKind:
 
 
 class ApplicabilityModel:
-    def __init__(self, embedder: Embedder) -> None:
+    def __init__(self, embedder: Embedder, learned: LearnedApplicability | None = None) -> None:
+        """`learned` defaults to the shipped weights when they fit the embedder."""
         requests = [(d, r) for d in DOMAINS for r in DOMAIN_REQUESTS[d]]
         self._requests = [r for _, r in requests]
         self._owner = np.array([DOMAINS.index(d) for d, _ in requests])
         self._matrix = np.ascontiguousarray(embedder.embed(self._requests), dtype=np.float32)
         self.model_id = embedder.model_id
+        self._learned = learned or LearnedApplicability.load(embedder.model_id, embedder.dim)
+
+    @property
+    def learned(self) -> bool:
+        return self._learned is not None
+
+    def classify(self, text: str, vector: Vector) -> InstructionKind:
+        """The cues (`classify`), or the learned kind when they see no constraint: cues
+        are precise on the wordings they know, the regression covers the others."""
+        kind = classify(text)
+        if kind == InstructionKind.style and self._learned and self._learned.is_constraint(vector):
+            return InstructionKind.constraint
+        return kind
 
     def _per_request(self, vector: Vector) -> npt.NDArray[np.float32]:
         return np.asarray(self._matrix @ vector, dtype=np.float32)
@@ -139,12 +159,15 @@ class ApplicabilityModel:
     def derive(self, text: str, vector: Vector, kind: InstructionKind | None = None) -> Derived:
         """Kind (unless given), domains and typical requests of an item, from its text and
         its text's embedding (already computed for the item's main key)."""
-        kind = kind or classify(text)
+        kind = kind or self.classify(text, vector)
         scores = self.domain_scores(vector)
         domains = self._nearest(scores, ITEM_DOMAINS, ITEM_DOMAIN_MIN)
         own = list(domains)
         if kind == InstructionKind.constraint:
             domains = constraint_domains(text, own)
+            if self._learned is not None:
+                learned = self._learned.constraint_domains(vector)
+                domains += [d for d in learned if d not in domains]
         return Derived(kind, domains, self._typical_requests(vector, own))
 
     def _typical_requests(self, vector: Vector, domains: Sequence[str]) -> list[str]:
@@ -154,6 +177,26 @@ class ApplicabilityModel:
         per_request = np.where(allowed, self._per_request(vector), -2.0)
         order = np.argsort(-per_request, kind="stable")[:TYPICAL_REQUESTS]
         return [self._requests[i] for i in order if allowed[i]]
+
+
+def derivation_version(model: ApplicabilityModel) -> str:
+    """Derivation depends on the embedder and on whether the learned weights fit it."""
+    return f"{DERIVATION}:{model.model_id}:{'learned' if model.learned else 'lexical'}"
+
+
+def rederive_stored(
+    model: ApplicabilityModel, engine: Engine, *, force: bool = False
+) -> int | None:
+    """Bring stored rows to this derivation version, once (None: already done)."""
+    version = derivation_version(model)
+    if not force and finished(engine, version):
+        return None
+
+    def fresh(text: str, vector: Vector, kind: InstructionKind | None) -> Rederived:
+        derived = model.derive(text, vector, kind)
+        return Rederived(derived.kind, derived.domains)
+
+    return rederive(engine, fresh, version, embedding_model=model.model_id)
 
 
 def current_applicability(row: Instruction) -> Applicability | None:
@@ -185,7 +228,7 @@ def resolve_applicability(
     elif previous and previous.kind_set_by == user and not changes.rederive_kind:
         kind, kind_by = previous.kind, user
     else:
-        kind, kind_by = classify(text), derived
+        kind, kind_by = model.classify(text, vector), derived
     fresh = model.derive(text, vector, kind)
     pinned = (
         previous is not None

@@ -1,7 +1,8 @@
 """`tailor`: run the service and operate it. `serve`, `migrate`, `bootstrap` (a tenant
 and its first key), `link` (a profile-page link), `keys` (on the database, no key
-needed), `users` (through a running service) and `doctor` (can this configuration
-serve?). Settings come from TAILOR_* variables (or .env); the options below override
+needed), `users` (through a running service), `doctor` (can this configuration
+serve?) and `rederive` (bring stored instructions' derived kind and domains to the
+current derivation). Settings come from TAILOR_* variables (or .env); the options below override
 them for one command."""
 
 from __future__ import annotations
@@ -79,6 +80,27 @@ def _link(settings: Settings, user_id: str, tenant_id: str | None) -> int:
     return 0
 
 
+def _rederive(settings: Settings, force: bool) -> int:
+    """What every start does once per derivation version; `force` runs it again."""
+    from personalization.applicability import (
+        ApplicabilityModel,
+        derivation_version,
+        rederive_stored,
+    )
+    from service.ports import load_embedder
+    from store.db import create_db_engine, migrate
+
+    engine = create_db_engine(settings.sqlalchemy_url)
+    migrate(engine)
+    model = ApplicabilityModel(load_embedder(settings))
+    version = derivation_version(model)
+    updated = rederive_stored(model, engine, force=force)
+    print(json.dumps({"derivation": version, "updated": updated}))
+    if updated is None:
+        print("already done for this derivation (--force runs it again)", file=sys.stderr)
+    return 0
+
+
 def _common_options() -> argparse.ArgumentParser:
     """Accepted before and after the command. SUPPRESS: an option left out sets nothing,
     so a subcommand's default cannot undo a value given before it."""
@@ -140,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["database", "embedder", "index", "backend"],
         help="leave a check out (repeatable)",
     )
+    again = commands.add_parser(
+        "rederive",
+        parents=[common],
+        help="re-derive stored instructions' kind and domains (once per derivation version)",
+        description=_rederive.__doc__,
+    )
+    again.add_argument("--force", action="store_true", help="even if done for this version")
     return parser
 
 
@@ -196,6 +225,8 @@ def _dispatch(settings: Settings, args: argparse.Namespace) -> int:
         from service.doctor import doctor
 
         return doctor(settings, frozenset(args.skip))
+    if args.command == "rederive":
+        return _rederive(settings, args.force)
     return _migrate(settings)
 
 

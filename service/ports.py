@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from personalization.admission import AdmittedEmbedder, KeyRateLimiter
-from personalization.applicability import ApplicabilityModel
+from personalization.applicability import ApplicabilityModel, rederive_stored
+from personalization.applicability import derivation_version as applicability_version
 from personalization.backends import ModelBackend
 from personalization.backends.gate import GatedBackend
 from personalization.capture_worker import CaptureWorker, Detector
@@ -262,6 +263,15 @@ def build_ports(
     aggregator = PreferenceAggregator(model)
     index.forget_hooks.append(aggregator.forget_user)  # a deleted user's phrases too
     applicability = ApplicabilityModel(embedder)  # embeds the domain prototypes, once
+    # Rows derived by an older derivation are brought up to date once per version, before
+    # the index loads (store/derivation.py; replica-safe through the database).
+    rederived = rederive_stored(applicability, engine)
+    if rederived is not None:
+        log.info(
+            "derivation %s: %d stored instruction(s) re-derived",
+            applicability_version(applicability),
+            rederived,
+        )
     context = ContextBuilder(
         embedder,
         instructions,

@@ -199,6 +199,18 @@ class ChangeLog(SQLModel, table=True):
     version: int | None = None
 
 
+class DerivationRun(SQLModel, table=True):
+    """A version of write-time derivation (kind, domains) that every stored row has been
+    brought to (store/derivation.py): a replica that finds its version here skips the
+    backfill; the primary key settles two replicas finishing it at once."""
+
+    __tablename__ = "derivation_run"
+
+    version: str = Field(primary_key=True, max_length=200)
+    finished_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated: int = 0
+
+
 class ExampleStatus(StrEnum):
     active = "active"
     deleted = "deleted"

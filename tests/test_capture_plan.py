@@ -17,8 +17,7 @@ from personalization.capture import (
     text_key,
 )
 from personalization.messages import ChatMessage
-from personalization.statement_detector import DetectedStatement, detect_statements
-from personalization.statement_guard import is_user_preference
+from personalization.statement_detector import DetectedStatement
 from personalization.suggestions import this_turn, user_evidence
 from tests.fakes import HashingEmbedder
 
@@ -126,47 +125,6 @@ def test_polarity_and_text_key() -> None:
 def test_a_statement_said_twice_in_one_conversation_is_proposed_once() -> None:
     result = plan(said("Please don't use emojis.", "please don't use emojis"), [])
     assert len(result.proposals) == 1  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize(
-    "junk",
-    [
-        "",
-        "   ",
-        "You're a helpful AI assistant named SmolLM.",
-        "As an AI, I don't have preferences.",
-        "I'm sorry, I can't help with that.",
-        "I am an AI language model.",
-        "The weather is nice today.",  # not first person
-    ],
-)
-def test_the_guard_rejects_junk(junk: str) -> None:
-    assert not is_user_preference(junk)
-
-
-@pytest.mark.parametrize(
-    "good", ["I'm allergic to peanuts.", "Please don't use emojis.", "I prefer metric units."]
-)
-def test_the_guard_keeps_first_person_preferences(good: str) -> None:
-    assert is_user_preference(good)
-
-
-def test_the_detector_finds_explicit_statements_and_quotes_the_user() -> None:
-    found = detect_statements(
-        [
-            "Hi there. I'm allergic to peanuts, so keep that in mind!",
-            "What's the weather like?",
-            "Please don't use emojis. I always cook on Sundays.",
-        ],
-        EMBED,
-    )
-    assert [(s.message_index, s.quote) for s in found] == [
-        (0, "I'm allergic to peanuts, so keep that in mind!"),
-        (2, "Please don't use emojis."),
-        (2, "I always cook on Sundays."),
-    ]
-    assert all(0 < s.confidence <= 1 and len(s.quote) <= 300 for s in found)
-    assert detect_statements(["What is the capital of Peru?"], EMBED) == []
 
 
 def test_only_the_users_words_are_evidence() -> None:

@@ -26,6 +26,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_OPTIONS = ("--host", "--port", "--data-dir", "--database-url")
 
 
+def migrations_head() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from store.db import MIGRATIONS_DIR
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
 def tailor(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -228,7 +241,7 @@ def test_doctor_reports_each_check_and_fails_on_any(tmp_path: Path) -> None:
     assert [line.split()[:2] for line in lines] == [
         ["ok", "database"], ["ok", "embedder"], ["ok", "index"], ["ok", "backend"],
     ]  # fmt: skip
-    assert "0008" in lines[0] and "test/hashing-v1" in lines[1]
+    assert f"head {migrations_head()}" in lines[0] and "test/hashing-v1" in lines[1]
 
     down = {**remote, "TAILOR_MODEL_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}
     broken = tailor("doctor", "--data-dir", str(tmp_path / "empty"), cwd=tmp_path, env=down)
