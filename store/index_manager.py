@@ -257,6 +257,11 @@ class IndexManager:
         if latest > self._stamps.get(user_id, self._loaded_at):
             self.refresh_users({user_id})
 
+    def stamp(self, user_id: uuid.UUID) -> int:
+        """The change sequence the user's cached entry reflects (after `ensure_fresh`):
+        per-user memory derived from SQL keys itself on it to stay coherent too."""
+        return self._stamps.get(user_id, self._loaded_at)
+
     def forget_user(self, user_id: uuid.UUID) -> None:
         """A deleted user leaves this replica's memory (the vectors and every hook's)."""
         with self.write_lock:

@@ -5,7 +5,7 @@ except by deleting the user."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -324,9 +324,25 @@ class InstructionRepository:
             ).all()
             return list(rows), int(total)
 
-    def active(self, scope: UserScope) -> list[ActiveInstruction]:
-        """Every instruction that can apply to a turn, oldest first, without embeddings
-        (a turn reads this for every request; the vectors are in the cache)."""
+    def active(
+        self,
+        scope: UserScope,
+        *,
+        row_ids: Sequence[uuid.UUID] | None = None,
+        always_on: bool | None = None,
+    ) -> list[ActiveInstruction]:
+        """The instructions that can apply to a turn, oldest first, without embeddings
+        (the vectors are in the cache): all of them, or only these version rows (a large
+        profile's top candidates), or only the always-on (or only the conditional) ones."""
+        conditions = [
+            *_in_scope(scope),
+            col(Instruction.valid_to).is_(None),
+            col(Instruction.status) == InstructionStatus.active,
+        ]
+        if row_ids is not None:
+            conditions.append(col(Instruction.id).in_(list(row_ids)))
+        if always_on is not None:
+            conditions.append(col(Instruction.always_on) == always_on)
         with Session(self._engine) as session:
             rows = session.execute(
                 sa.select(
@@ -339,11 +355,7 @@ class InstructionRepository:
                     col(Instruction.kind),
                     col(Instruction.domains),
                 )
-                .where(
-                    *_in_scope(scope),
-                    col(Instruction.valid_to).is_(None),
-                    col(Instruction.status) == InstructionStatus.active,
-                )
+                .where(*conditions)
                 .order_by(col(Instruction.created_at), col(Instruction.instruction_id))
             ).all()
             return [_active(*row) for row in rows]

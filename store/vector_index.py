@@ -56,6 +56,16 @@ class Hit:
     score: float
 
 
+@dataclass(frozen=True, slots=True)
+class RowSearch:
+    """Rows found by a top-k search: each row's best score per role. `bound` is the k-th
+    vector score (every row not found scores at most this on every key), or None when
+    the search covered all of the user's vectors."""
+
+    rows: dict[uuid.UUID, dict[int, float]]
+    bound: float | None
+
+
 @dataclass
 class _UserIndex:
     dim: int
@@ -191,6 +201,49 @@ class VectorCache:
                 for s, i in zip(scores[0], ids[0], strict=True)
                 if i >= 0
             ]
+
+    def search_rows(
+        self, user_id: uuid.UUID, collection: str, query: Vector, k: int | None
+    ) -> RowSearch:
+        """The rows owning the top `k` vectors (all, when k is None), with the exact score
+        of every vector of those rows (a row found by one key is scored on all its keys),
+        and the k-th score: no row outside holds a vector above it. One FAISS search and
+        a few reconstructs; never a Python object per vector of the profile."""
+        query = self._check(query).reshape(1, -1)
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            if index is None or index.index.ntotal == 0:
+                return RowSearch({}, None)
+            total = index.index.ntotal
+            limit = total if k is None else min(k, total)
+            scores, ids = index.index.search(query, limit)
+            found = {int(i): float(s) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0}
+            rows: dict[uuid.UUID, dict[int, float]] = {}
+            for faiss_id in found:
+                row_id = index.refs[faiss_id][0]
+                if row_id in rows:
+                    continue
+                roles = rows[row_id] = {}
+                for member in index.by_row[row_id]:
+                    score = found.get(member)
+                    if score is None:
+                        vector = np.asarray(index.index.reconstruct(member), dtype=np.float32)
+                        score = float(vector @ query[0])
+                    role = index.refs[member][1]
+                    roles[role] = max(score, roles.get(role, -np.inf))
+            bound = None if limit == total else float(scores[0][limit - 1])
+            return RowSearch(rows, bound)
+
+    def user_rows(self, user_id: uuid.UUID, collection: str) -> int:
+        """Distinct rows held for one user: how large a profile is, without SQL."""
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            return 0 if index is None else len(index.by_row)
+
+    def holds_rows(self, user_id: uuid.UUID, collection: str, row_ids: Iterable[uuid.UUID]) -> int:
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            return 0 if index is None else sum(1 for r in row_ids if r in index.by_row)
 
     def entries(self) -> Iterator[Entry]:
         """Everything, for snapshots; the cache lock is held until the iteration ends."""
