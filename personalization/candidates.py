@@ -1,19 +1,18 @@
 """A turn's standing-instruction selection at a cost bounded by what it returns.
 
 A profile small enough to go in whole (its conditional items fit the per-turn cap) is
-read whole, as selection needs every item to decide. A larger one is ranked from the
-top of an exact per-user inner-product search: the rows owning the top k vectors are
-scored on all their keys and fetched from SQL by id; the always-on rows come from a
+read whole, as selection needs every item to decide. A larger one is ranked in numpy
+over the user's contiguous vector block (store/vector_index.py): every row's best
+cosine over its keys, its domain and constraint terms from the meta packed with it, the
+same rank and evidence as personalization/selection.py computes, then only the top
+rows become objects and are fetched from SQL by id. The always-on rows come from a
 per-user memo keyed by the user's change stamp, so they cost no query per turn.
 
-Exactness: every row outside the search scores at most the k-th vector score on every
-key, so its rank is at most that plus the largest bonus the turn can give (the domain
-weight times the turn's best centred domain score, plus the constraint bonus). If every
-conditional item selected from the found rows ranks above that bound, and the cap is
-reached or no item could fit in the budget left, the rows outside could not have changed
-the selection, which is then the one a scan of the whole profile gives. Otherwise k
-grows and the search runs again (in the worst case over everything). `omitted` then
-lists the cut items among the rows considered, not across the whole profile."""
+Exactness: the top rows are the full ranking's prefix. If the selection over them
+reaches the per-turn cap, or leaves less budget than any item costs, the rows after
+them could not have changed it; otherwise more rows are taken (in the worst case all
+eligible ones). `omitted` lists the cut items among the rows taken, not across the
+whole profile (on a large profile that would be most of it)."""
 
 from __future__ import annotations
 
@@ -21,6 +20,9 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
 
 from personalization.applicability import ApplicabilityModel, TurnDomains
 from personalization.compose import ProfileItem, render_item
@@ -46,8 +48,15 @@ from store.instructions import (
 )
 from store.models import InstructionKind
 from store.scope import UserScope
+from store.vector_index import (
+    META_ALWAYS_ON,
+    META_CONSTRAINT,
+    META_DOMAIN_SHIFT,
+    Ranker,
+    RowScores,
+)
 
-FIRST_K = 256  # vectors searched first on a large profile; x4 per retry
+FIRST_K = 16  # rows taken first from a large profile's ranking (or 2 x the cap); x4
 GROWTH = 4
 # No standing instruction renders shorter than one with empty fields: when less budget
 # is left, no row outside the search could have gone in.
@@ -127,18 +136,42 @@ def similarities(
     return similarity
 
 
-def max_bonus(turn: TurnDomains | None) -> float:
-    """The most a turn's domain terms can add to any item's rank over its best cosine."""
-    if turn is None:
-        return 0.0
-    best = max(turn.centred.values(), default=0.0)
-    return DOMAIN_WEIGHT * max(best, 0.0) + (CONSTRAINT_WEIGHT if turn.about else 0.0)
+RANK_SLACK = 1e-4  # rows this close to the last one taken are taken too (float32 vs 64)
 
 
-def settled(selection: Selection, bound: float, policy: SelectionPolicy) -> bool:
-    """Could no row ranking at most `bound` change this selection? (See the module.)"""
+def ranker(turn: TurnDomains | None, order: Sequence[str], floor: float) -> Ranker:
+    """Rank and evidence of every row at once, as `Similarity.rank/evidence` give them;
+    -inf for the always-on rows and, when the floor applies, for rows below it."""
+    centred = np.array([turn.centred.get(d, np.nan) if turn else np.nan for d in order])
+    raw = np.array([turn.raw.get(d, np.nan) if turn and d in turn.about else np.nan for d in order])
+
+    def rank(rows: RowScores) -> npt.NDArray[np.float64]:
+        metas = rows.metas
+        bonus = np.zeros(len(metas))
+        constraint = np.full(len(metas), -np.inf)
+        if turn is not None and order:
+            has = ((metas[:, None] >> (META_DOMAIN_SHIFT + np.arange(len(order)))) & 1) != 0
+            known = has & ~np.isnan(centred)
+            affinity = np.where(known, centred, -np.inf).max(axis=1, initial=-np.inf)
+            bonus += DOMAIN_WEIGHT * np.where(known.any(axis=1), affinity, 0.0)
+            matched = has & ~np.isnan(raw) & ((metas & META_CONSTRAINT) != 0)[:, None]
+            constraint = np.where(matched, raw, -np.inf).max(axis=1, initial=-np.inf)
+            bonus += np.where(matched.any(axis=1), CONSTRAINT_WEIGHT, 0.0)
+        bonus[(metas & META_ALWAYS_ON) != 0] = -np.inf
+        best = rows.best.astype(np.float64)
+        ranks = best + bonus[rows.meta_of]
+        evidence = np.maximum(best, constraint[rows.meta_of])
+        ranks[evidence < floor] = -np.inf
+        return np.asarray(ranks, dtype=np.float64)
+
+    return rank
+
+
+def settled(selection: Selection, rest: float, policy: SelectionPolicy) -> bool:
+    """Could no row left out (the best of them ranks `rest`) change this selection? Not
+    if every item taken ranks above it, and the cap is reached or no item fits."""
     taken = [s for s in selection.selected if s.reason != Reason.always_on]
-    if any(s.score <= bound for s in taken):
+    if any(s.score <= rest + RANK_SLACK for s in taken):
         return False
     return len(taken) >= policy.max_items or policy.token_budget - selection.tokens < MIN_ITEM_COST
 
@@ -181,17 +214,16 @@ class InstructionCandidates:
             )
         # More conditional items than the cap: never whole, so rank from the top.
         ranked = replace(policy, whole_profile=False)
-        slack = max_bonus(turn)
+        rank = ranker(turn, self._instructions.domain_order, policy.floor)
         always_ids = {a.row_id for a in always}
-        k = self._first_k or FIRST_K
+        limit = self._first_k or max(FIRST_K, 2 * policy.max_items)
         while True:
-            found = cache.search_rows(scope.user_id, COLLECTION, query, k)
-            ids = [row_id for row_id in found.rows if row_id not in always_ids]
-            fetched = self._instructions.active(scope, row_ids=ids, always_on=False)
-            candidates = always + fetched
+            top, rest = cache.rank_rows(scope.user_id, COLLECTION, query, rank, limit)
+            keys = {row.row_id: row.roles for row in top if row.row_id not in always_ids}
+            fetched = self._instructions.active(scope, row_ids=list(keys), always_on=False)
             selection = select_applicable_instructions(
-                candidates, similarities(fetched, found.rows, turn), ranked, cost
+                always + fetched, similarities(fetched, keys, turn), ranked, cost
             )
-            if found.bound is None or settled(selection, found.bound + slack, ranked):
+            if rest == -np.inf or settled(selection, rest, ranked):
                 return selection
-            k *= GROWTH
+            limit *= GROWTH

@@ -16,6 +16,7 @@ from personalization.backends.gate import GatedBackend
 from personalization.chat import ChatService
 from personalization.cipher import CipherRetriever, PreferenceAggregator
 from personalization.context import ContextBuilder
+from personalization.domains import DOMAINS
 from personalization.edit_worker import EditWorker
 from personalization.edits import EditService
 from personalization.embed_batching import BatchingEmbedder
@@ -157,7 +158,7 @@ def build_ports(
     model = backend or build_backend(settings)
     keys = KeyRepository(engine)
     users = UserRepository(engine)
-    instructions = InstructionRepository(engine)
+    instructions = InstructionRepository(engine, domain_order=DOMAINS)
     examples = ExampleRepository(engine)
     edits = EditRepository(engine)
     preferences = PreferenceRepository(engine)

@@ -26,7 +26,7 @@ from store.instructions import COLLECTION, ROLE_CONDITION, ROLE_REQUEST, ROLE_TE
 from store.instructions import ActiveInstruction
 from store.models import InstructionKind
 from store.scope import UserScope
-from store.vector_index import VectorCache
+from store.vector_index import VectorCache, pack_meta
 
 DIM = 16
 DOMAINS = ["food", "travel", "code", "money", "health"]
@@ -38,6 +38,7 @@ class FakeRepository:
     def __init__(self) -> None:
         self.rows: dict[uuid.UUID, list[ActiveInstruction]] = {}
         self.fetched = 0
+        self.domain_order = tuple(DOMAINS)
 
     def active(
         self,
@@ -112,7 +113,10 @@ def fill(
             vectors.append((ROLE_CONDITION, unit(rng)))
         if pick.random() < 0.2:
             vectors += [(ROLE_REQUEST, unit(rng)), (ROLE_REQUEST, unit(rng))]
-        cache.put(user_id, COLLECTION, row.row_id, vectors)
+        meta = pack_meta(
+            row.always_on, row.kind == InstructionKind.constraint, row.domains, DOMAINS
+        )
+        cache.put(user_id, COLLECTION, row.row_id, vectors, meta)
         rows.append(row)
     # Deleted rows leave both SQL and the cache.
     for row in pick.sample(rows, n // 10):
