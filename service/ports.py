@@ -36,7 +36,7 @@ from store.keys import KeyRepository
 from store.preferences import PreferenceRepository
 from store.turns import TurnRepository
 from store.users import UserRepository
-from store.vector_index import VectorCache
+from store.vector_index import VectorCache, layout_id
 
 log = logging.getLogger("tailor")
 
@@ -171,6 +171,7 @@ def build_ports(
         load_retries=settings.index_load_retries,
         load_backoff_s=settings.index_load_backoff_s,
         follow_gap_timeout_s=settings.index_follow_gap_s,
+        meta_layout=layout_id(DOMAINS),
     )
     aggregator = PreferenceAggregator(model)
     index.forget_hooks.append(aggregator.forget_user)  # a deleted user's phrases too

@@ -77,12 +77,14 @@ class IndexManager:
         load_retries: int = 3,
         load_backoff_s: float = 1.0,
         follow_gap_timeout_s: float = 30.0,
+        meta_layout: str = "",
     ) -> None:
         self.cache = cache
         self._sources = sources
         self._changes = changes
         self._dir = snapshot_dir
         self._embedder_id = embedder_id
+        self._layout = meta_layout  # how rows' meta is packed (vector_index.layout_id)
         self._load_retries = load_retries
         self._load_backoff_s = load_backoff_s
         self.state = IndexState.starting
@@ -186,7 +188,7 @@ class IndexManager:
 
     def _load_snapshot_and_check(self) -> None:
         manifest, entries = read_snapshot(
-            self._dir, embedder_id=self._embedder_id, dim=self.cache.dim
+            self._dir, embedder_id=self._embedder_id, dim=self.cache.dim, layout=self._layout
         )
         with self.write_lock:
             loaded_at = self._changes.last_seq()
@@ -302,7 +304,7 @@ class IndexManager:
                 # some may not be, so a load replays from there (and checks digests).
                 last_seq = self._follower.watermark
                 version = self.cache.version
-                entries = list(self.cache.entries())
+                entries = self.cache.capture()  # O(blocks): encoded below, unlocked
             try:
                 manifest = write_snapshot(
                     self._dir,
@@ -310,6 +312,7 @@ class IndexManager:
                     embedder_id=self._embedder_id,
                     dim=self.cache.dim,
                     last_change_seq=last_seq,
+                    layout=self._layout,
                 )
             except OSError:
                 log.exception("writing the vector snapshot failed; SQL remains the truth")

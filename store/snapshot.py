@@ -14,14 +14,15 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
 from store.clock import utcnow
-from store.vector_index import Entry
+from store.vector_index import BlockView, Entry
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -74,23 +75,79 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_snapshot(
-    directory: Path, entries: Iterable[Entry], *, embedder_id: str, dim: int, last_change_seq: int
-) -> Manifest:
-    directory.mkdir(parents=True, exist_ok=True)
+def _arrays_of_entries(entries: Iterable[Entry], dim: int) -> dict[str, np.ndarray]:
     items = list(entries)
     collections = sorted({e.collection for e in items})
     code = {name: i for i, name in enumerate(collections)}
+    return {
+        "users": np.array([list(e.user_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
+        "rows": np.array([list(e.row_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
+        "collections": np.array([code[e.collection] for e in items], dtype=np.int16),
+        "collection_names": np.array(collections, dtype=str),
+        "roles": np.array([e.role for e in items], dtype=np.int16),
+        "vectors": np.array([e.vector for e in items], dtype=np.float32).reshape(-1, dim),
+        "meta": np.array([e.meta for e in items], dtype=np.int64),
+    }
+
+
+def _arrays_of_views(views: Sequence[BlockView], dim: int) -> dict[str, np.ndarray]:
+    """The same arrays from captured blocks, a numpy gather per block: no object per
+    vector, so a snapshot of a million vectors costs its copies, not its Python."""
+    collections = sorted({v.collection for v in views})
+    code = {name: i for i, name in enumerate(collections)}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("users", "rows", "collections")}
+    parts.update(roles=[], vectors=[], meta=[])
+    for view in views:
+        owner = view.vector_owner()
+        keep = view.alive[owner]
+        owner = owner[keep]
+        row_bytes = np.frombuffer(
+            b"".join(view.row_ids[i].bytes for i in range(len(view.first))), dtype=np.uint8
+        ).reshape(-1, 16)
+        count = len(owner)
+        parts["users"].append(np.tile(np.frombuffer(view.user_id.bytes, np.uint8), (count, 1)))
+        parts["rows"].append(row_bytes[owner])
+        parts["collections"].append(np.full(count, code[view.collection], dtype=np.int16))
+        parts["roles"].append(view.roles[keep])
+        parts["vectors"].append(view.vectors[keep])
+        parts["meta"].append(view.meta[owner])
+    empty: dict[str, np.ndarray] = {
+        "users": np.empty((0, 16), np.uint8),
+        "rows": np.empty((0, 16), np.uint8),
+        "collections": np.empty(0, np.int16),
+        "roles": np.empty(0, np.int16),
+        "vectors": np.empty((0, dim), np.float32),
+        "meta": np.empty(0, np.int64),
+    }
+    arrays: dict[str, np.ndarray] = {
+        k: np.concatenate(v) if v else empty[k] for k, v in parts.items()
+    }
+    arrays["collection_names"] = np.array(collections, dtype=str)
+    return arrays
+
+
+def write_snapshot(
+    directory: Path,
+    entries: Iterable[Entry] | Sequence[BlockView],
+    *,
+    embedder_id: str,
+    dim: int,
+    last_change_seq: int,
+    layout: str = "",
+) -> Manifest:
+    """`layout` names how rows' meta is packed (store/vector_index.py, `layout_id`); a
+    snapshot is only read back under the same one. `entries`: Entry objects, or block
+    views captured from the cache (the service's path: VectorCache.capture)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    items = list(entries)
+    if items and isinstance(items[0], BlockView):
+        arrays = _arrays_of_views(cast(list[BlockView], items), dim)
+    else:
+        arrays = _arrays_of_entries(cast(list[Entry], items), dim)
     buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        users=np.array([list(e.user_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
-        rows=np.array([list(e.row_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
-        collections=np.array([code[e.collection] for e in items], dtype=np.int16),
-        collection_names=np.array(collections, dtype=str),
-        roles=np.array([e.role for e in items], dtype=np.int16),
-        vectors=np.array([e.vector for e in items], dtype=np.float32).reshape(-1, dim),
-    )
+    arrays["meta_layout"] = np.array([layout], dtype=str)
+    np.savez(buffer, allow_pickle=False, **arrays)
+    count = len(arrays["vectors"])
     data = buffer.getvalue()
     data_file = f"index-{last_change_seq}-{uuid.uuid4().hex[:8]}.npz"
     _atomic_write(directory / data_file, data)
@@ -101,7 +158,7 @@ def write_snapshot(
         last_change_seq=last_change_seq,
         data_file=data_file,
         sha256=hashlib.sha256(data).hexdigest(),
-        count=len(items),
+        count=count,
     )
     body = {
         "format_version": manifest.format_version,
@@ -194,7 +251,11 @@ def remove_leftovers(directory: Path) -> list[str]:
     return removed
 
 
-def read_snapshot(directory: Path, *, embedder_id: str, dim: int) -> tuple[Manifest, list[Entry]]:
+def read_snapshot(
+    directory: Path, *, embedder_id: str, dim: int, layout: str | None = None
+) -> tuple[Manifest, list[Entry]]:
+    """`layout`: when given, a snapshot whose rows' meta was packed under another one
+    (another domain list) is not trusted."""
     manifest = read_manifest(directory, embedder_id=embedder_id, dim=dim)
     path = directory / manifest.data_file
     try:
@@ -204,7 +265,7 @@ def read_snapshot(directory: Path, *, embedder_id: str, dim: int) -> tuple[Manif
     if hashlib.sha256(data).hexdigest() != manifest.sha256:
         raise SnapshotInvalid("data file checksum mismatch")
     try:
-        entries = list(_decode(data, dim))
+        entries = list(_decode(data, dim, layout))
     except (ValueError, KeyError, OSError) as exc:
         raise SnapshotInvalid(f"data file undecodable: {exc}") from exc
     if len(entries) != manifest.count:
@@ -214,11 +275,15 @@ def read_snapshot(directory: Path, *, embedder_id: str, dim: int) -> tuple[Manif
     return manifest, entries
 
 
-def _decode(data: bytes, dim: int) -> Iterator[Entry]:
+def _decode(data: bytes, dim: int, layout: str | None) -> Iterator[Entry]:
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        held = str(arrays["meta_layout"][0]) if "meta_layout" in arrays else ""
+        if layout is not None and held != layout:
+            raise ValueError(f"rows' meta packed as {held!r}, this process packs {layout!r}")
         users, rows = arrays["users"], arrays["rows"]
         codes, names = arrays["collections"], [str(n) for n in arrays["collection_names"]]
         roles, vectors = arrays["roles"], arrays["vectors"]
+        metas = arrays["meta"] if "meta" in arrays else np.zeros(len(roles), np.int64)
         if vectors.ndim != 2 or vectors.shape[1] != dim:
             raise ValueError(f"vectors have shape {vectors.shape}, expected (n, {dim})")
         for i in range(vectors.shape[0]):
@@ -228,4 +293,5 @@ def _decode(data: bytes, dim: int) -> Iterator[Entry]:
                 row_id=uuid.UUID(bytes=bytes(rows[i])),
                 role=int(roles[i]),
                 vector=vectors[i].astype(np.float32),
+                meta=int(metas[i]),
             )

@@ -109,6 +109,30 @@ class RankedRow:
 Ranker = Callable[[RowScores], npt.NDArray[np.float64]]
 
 
+@dataclass(frozen=True, slots=True)
+class BlockView:
+    """One block as it was at capture, for a snapshot written outside the lock. Views
+    stay valid: a block only appends past `size` (or builds new arrays when it grows or
+    compacts), so what they cover is never written again; `alive` is copied."""
+
+    user_id: uuid.UUID
+    collection: str
+    row_ids: list[uuid.UUID]  # the block's list; only its first len(first) are this view's
+    first: npt.NDArray[np.int64]
+    meta: npt.NDArray[np.int64]
+    alive: npt.NDArray[np.bool_]
+    roles: npt.NDArray[np.int16]
+    vectors: npt.NDArray[np.float32]
+
+    def live_rows(self) -> npt.NDArray[np.intp]:
+        return np.flatnonzero(self.alive)
+
+    def vector_owner(self) -> npt.NDArray[np.intp]:
+        """Per vector, the index of its row."""
+        counts = np.diff(np.append(self.first, len(self.vectors)))
+        return np.repeat(np.arange(len(self.first)), counts)
+
+
 class _UserIndex:
     """One user's vectors of one collection in one contiguous float32 block; a row's
     vectors are consecutive, so a row's best key is one `maximum.reduceat`. A removed
@@ -384,8 +408,31 @@ class VectorCache:
             index = self._indexes.get((user_id, collection))
             return 0 if index is None else sum(1 for r in row_ids if r in index.by_row)
 
+    def capture(self) -> list[BlockView]:
+        """Every block as it is now, in O(blocks) under the lock: a snapshot encodes
+        these views afterwards, so requests never wait for the encoding."""
+        with self._lock:
+            views = []
+            for (user_id, collection), index in self._indexes.items():
+                rows = len(index.row_ids)
+                if not index.by_row:
+                    continue
+                views.append(
+                    BlockView(
+                        user_id,
+                        collection,
+                        index.row_ids,
+                        index.first[:rows],
+                        index.meta[:rows],
+                        index.alive[:rows].copy(),
+                        index.roles[: index.size],
+                        index.vectors[: index.size],
+                    )
+                )
+            return views
+
     def entries(self) -> Iterator[Entry]:
-        """Everything, for snapshots; the cache lock is held until the iteration ends."""
+        """Everything as objects (tests, small tools); the lock is held throughout."""
         with self._lock:
             for (user_id, collection), index in self._indexes.items():
                 for row_id, i in index.by_row.items():
