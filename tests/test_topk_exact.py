@@ -22,8 +22,13 @@ from personalization.selection import (
     SelectionPolicy,
     select_applicable_instructions,
 )
-from store.instructions import COLLECTION, ROLE_CONDITION, ROLE_REQUEST, ROLE_TEXT
-from store.instructions import ActiveInstruction
+from store.instructions import (
+    COLLECTION,
+    ROLE_CONDITION,
+    ROLE_REQUEST,
+    ROLE_TEXT,
+    ActiveInstruction,
+)
 from store.models import InstructionKind
 from store.scope import UserScope
 from store.vector_index import VectorCache, pack_meta
@@ -90,9 +95,7 @@ def cost(item: ActiveInstruction) -> int:
     return context_cost(instruction_item(item))
 
 
-def fill(
-    seed: int, n: int, repo: FakeRepository, cache: VectorCache, user_id: uuid.UUID
-) -> None:
+def fill(seed: int, n: int, repo: FakeRepository, cache: VectorCache, user_id: uuid.UUID) -> None:
     rng = np.random.default_rng(seed)
     pick = random.Random(seed)
     shared = unit(rng)  # some rows share a vector exactly: ties in rank
@@ -226,3 +229,50 @@ def test_search_rows_scores_every_key_of_a_found_row() -> None:
     assert found.bound == pytest.approx(1.0, abs=1e-5)
     assert cache.search_rows(user, COLLECTION, query, 10).bound is None
     assert cache.search_rows(uuid.uuid4(), COLLECTION, query, 10).rows == {}
+
+
+def test_a_large_profile_over_http_selects_what_a_scan_of_every_item_selects(api: Any) -> None:
+    """The real path (SQL fetch of the top rows by id on SQLite and PostgreSQL, the
+    packed meta from SQL and from the writer): 30 conditional items and a cap of 3, so
+    the turn ranks from the top, compared with a scan of every item by the same code."""
+    headers = api.tenant()
+    api.user(headers, "big")
+    topics = ["cooking", "travel", "code", "money", "health", "music"]
+    for i in range(30):
+        api.instruction(
+            headers,
+            "big",
+            text=f"Rule {i}: I avoid gluten" if i % 7 == 0 else f"Prefer short answers {i}",
+            applies_when=f"when I ask about {topics[i % len(topics)]}",
+        )
+    api.instruction(headers, "big", text="Call me Sam", always_on=True)
+    ports = api.client.app.state.ports
+    key = headers["Authorization"].removeprefix("Bearer ")
+    scope = ports.users.resolve(ports.keys.authenticate(key), "big")
+    options = ports.settings.context_options(top_k=3, threshold=0.0)
+    policy = replace_policy(options.policy)
+    for question in ["What should I cook tonight?", "Plan a trip to Rome", "Fix my Python"]:
+        body = api.context(headers, "big", question, top_k=3, whole_profile=False, threshold=0.0)
+        query = ports.embedder.embed([question])[0]
+        turn = ports.context._applicability.turn_domains(query)
+        candidates = ports.instructions.active(scope)
+        found = ports.index.cache.search_rows(scope.user_id, COLLECTION, query, None)
+        want = select_applicable_instructions(
+            candidates,
+            similarities(candidates, found.rows, turn),
+            policy,
+            lambda c: context_cost(instruction_item(c)),
+        )
+        assert [i["id"] for i in body["instructions"]] == [
+            str(s.instruction.instruction_id) for s in want.selected
+        ]
+        assert len(body["instructions"]) == 4  # Sam, always; and the cap of 3
+
+
+def replace_policy(policy: SelectionPolicy) -> SelectionPolicy:
+    return SelectionPolicy(
+        token_budget=policy.token_budget,
+        max_items=policy.max_items,
+        floor=policy.floor,
+        whole_profile=False,
+    )
