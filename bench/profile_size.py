@@ -21,8 +21,8 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
@@ -142,7 +142,7 @@ def main() -> None:
             ports.examples,
             ports.index,
             None,
-            applicability=ports.context._applicability,  # noqa: SLF001 (the service's own)
+            applicability=ports.context._applicability,
         )
         options = settings.context_options()
         bare = []

@@ -35,7 +35,7 @@ from store.snapshot import (
     Manifest,
     SnapshotInvalid,
     SnapshotMissing,
-    read_snapshot,
+    read_snapshot_arrays,
     remove_leftovers,
     write_snapshot,
 )
@@ -187,7 +187,7 @@ class IndexManager:
         log.info("vector index ready (%s, %d vectors)", self.last_load, self.cache.count())
 
     def _load_snapshot_and_check(self) -> None:
-        manifest, entries = read_snapshot(
+        manifest, arrays = read_snapshot_arrays(
             self._dir, embedder_id=self._embedder_id, dim=self.cache.dim, layout=self._layout
         )
         with self.write_lock:
@@ -200,7 +200,7 @@ class IndexManager:
                     loaded_at,
                 )
             self.cache.clear()
-            self.cache.load(entries)
+            self.cache.load_arrays(arrays)
             self._snapshot_version = self.cache.version
             self._begin(loaded_at)
             self.refresh_users(self._changes.users_changed_since(manifest.last_change_seq))

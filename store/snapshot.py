@@ -254,8 +254,18 @@ def remove_leftovers(directory: Path) -> list[str]:
 def read_snapshot(
     directory: Path, *, embedder_id: str, dim: int, layout: str | None = None
 ) -> tuple[Manifest, list[Entry]]:
-    """`layout`: when given, a snapshot whose rows' meta was packed under another one
-    (another domain list) is not trusted."""
+    """Entries as objects (tests, tools); the service loads `read_snapshot_arrays`."""
+    manifest, arrays = read_snapshot_arrays(
+        directory, embedder_id=embedder_id, dim=dim, layout=layout
+    )
+    return manifest, list(_entries(arrays))
+
+
+def read_snapshot_arrays(
+    directory: Path, *, embedder_id: str, dim: int, layout: str | None = None
+) -> tuple[Manifest, dict[str, np.ndarray]]:
+    """The checked arrays of the snapshot. `layout`: when given, a snapshot whose rows'
+    meta was packed under another one (another domain list) is not trusted."""
     manifest = read_manifest(directory, embedder_id=embedder_id, dim=dim)
     path = directory / manifest.data_file
     try:
@@ -265,33 +275,50 @@ def read_snapshot(
     if hashlib.sha256(data).hexdigest() != manifest.sha256:
         raise SnapshotInvalid("data file checksum mismatch")
     try:
-        entries = list(_decode(data, dim, layout))
+        arrays = _decode(data, dim, layout)
     except (ValueError, KeyError, OSError) as exc:
         raise SnapshotInvalid(f"data file undecodable: {exc}") from exc
-    if len(entries) != manifest.count:
+    if len(arrays["vectors"]) != manifest.count:
         raise SnapshotInvalid(
-            f"data file holds {len(entries)} vectors, manifest says {manifest.count}"
+            f"data file holds {len(arrays['vectors'])} vectors, manifest says {manifest.count}"
         )
-    return manifest, entries
+    return manifest, arrays
 
 
-def _decode(data: bytes, dim: int, layout: str | None) -> Iterator[Entry]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-        held = str(arrays["meta_layout"][0]) if "meta_layout" in arrays else ""
-        if layout is not None and held != layout:
-            raise ValueError(f"rows' meta packed as {held!r}, this process packs {layout!r}")
-        users, rows = arrays["users"], arrays["rows"]
-        codes, names = arrays["collections"], [str(n) for n in arrays["collection_names"]]
-        roles, vectors = arrays["roles"], arrays["vectors"]
-        metas = arrays["meta"] if "meta" in arrays else np.zeros(len(roles), np.int64)
-        if vectors.ndim != 2 or vectors.shape[1] != dim:
-            raise ValueError(f"vectors have shape {vectors.shape}, expected (n, {dim})")
-        for i in range(vectors.shape[0]):
-            yield Entry(
-                user_id=uuid.UUID(bytes=bytes(users[i])),
-                collection=names[int(codes[i])],
-                row_id=uuid.UUID(bytes=bytes(rows[i])),
-                role=int(roles[i]),
-                vector=vectors[i].astype(np.float32),
-                meta=int(metas[i]),
-            )
+def _decode(data: bytes, dim: int, layout: str | None) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as file:
+        arrays = {name: file[name] for name in file.files}
+    held = str(arrays["meta_layout"][0]) if "meta_layout" in arrays else ""
+    if layout is not None and held != layout:
+        raise ValueError(f"rows' meta packed as {held!r}, this process packs {layout!r}")
+    vectors = arrays["vectors"]
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"vectors have shape {vectors.shape}, expected (n, {dim})")
+    count = len(vectors)
+    arrays.setdefault("meta", np.zeros(count, np.int64))
+    names = arrays["collection_names"]
+    for name, shape in (("users", (count, 16)), ("rows", (count, 16))):
+        if arrays[name].shape != shape or arrays[name].dtype != np.uint8:
+            raise ValueError(f"{name} have shape {arrays[name].shape}, expected {shape}")
+    for name in ("collections", "roles", "meta"):
+        if arrays[name].shape != (count,):
+            raise ValueError(f"{name} have shape {arrays[name].shape}, expected ({count},)")
+    codes = arrays["collections"]
+    if count and (codes.min() < 0 or codes.max() >= len(names)):
+        raise ValueError("a collection code names no collection")
+    return arrays
+
+
+def _entries(arrays: dict[str, np.ndarray]) -> Iterator[Entry]:
+    users, rows = arrays["users"], arrays["rows"]
+    codes, names = arrays["collections"], [str(n) for n in arrays["collection_names"]]
+    roles, vectors, metas = arrays["roles"], arrays["vectors"], arrays["meta"]
+    for i in range(vectors.shape[0]):
+        yield Entry(
+            user_id=uuid.UUID(bytes=bytes(users[i])),
+            collection=names[int(codes[i])],
+            row_id=uuid.UUID(bytes=bytes(rows[i])),
+            role=int(roles[i]),
+            vector=vectors[i].astype(np.float32),
+            meta=int(metas[i]),
+        )

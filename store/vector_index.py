@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -154,6 +155,25 @@ class _UserIndex:
         # Rows share few meta values (flags and a domain or two): a turn ranks those
         # values once each and gathers, instead of unpacking bits per row.
         self._groups: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None = None
+
+    @classmethod
+    def of_rows(
+        cls,
+        dim: int,
+        row_ids: list[uuid.UUID],
+        first: npt.NDArray[np.int64],
+        meta: npt.NDArray[np.int64],
+        roles: npt.NDArray[np.int16],
+        vectors: npt.NDArray[np.float32],
+    ) -> _UserIndex:
+        """A block from arrays already grouped by row (a snapshot's): no per-vector work."""
+        index = cls(dim)
+        index.vectors, index.roles, index.size = vectors, roles, len(vectors)
+        index.row_ids, index.first, index.meta = row_ids, first, meta
+        index.alive = np.ones(len(row_ids), dtype=bool)
+        index.by_row = {row_id: i for i, row_id in enumerate(row_ids)}
+        index.live_vectors = len(vectors)
+        return index
 
     @property
     def ntotal(self) -> int:
@@ -333,6 +353,46 @@ class VectorCache:
             for (user_id, collection), rows in groups.items():
                 self._index(user_id, collection).add_many(
                     [(row_id, meta, pairs) for row_id, (meta, pairs) in rows.items()]
+                )
+            self.version += 1
+
+    def load_arrays(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Add a snapshot's arrays (users, rows, collections, collection_names, roles,
+        vectors, meta) block by block with numpy grouping: a million vectors load in
+        seconds, without an object per vector."""
+        users, rows = arrays["users"], arrays["rows"]
+        if len(users) == 0:
+            return
+        names = [str(n) for n in arrays["collection_names"]]
+        user_keys, user_of = np.unique(
+            np.ascontiguousarray(users).view("V16").reshape(-1), return_inverse=True
+        )
+        row_keys, row_of = np.unique(
+            np.ascontiguousarray(rows).view("V16").reshape(-1), return_inverse=True
+        )
+        codes = arrays["collections"].astype(np.int64)
+        order = np.lexsort((row_of.reshape(-1), codes, user_of.reshape(-1)))
+        group = user_of.reshape(-1)[order] * (len(names) + 1) + codes[order]
+        row_sorted = row_of.reshape(-1)[order]
+        vectors = np.ascontiguousarray(arrays["vectors"][order], dtype=np.float32)
+        roles = arrays["roles"][order].astype(np.int16)
+        meta = arrays["meta"][order].astype(np.int64)
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        starts, ends = np.append(0, cuts), np.append(cuts, len(order))
+        with self._lock:
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                new_row = np.flatnonzero(np.diff(row_sorted[start:end])) + 1
+                first = np.append(0, new_row).astype(np.int64)
+                row_ids = [uuid.UUID(bytes=bytes(b)) for b in row_keys[row_sorted[start + first]]]
+                user = uuid.UUID(bytes=bytes(user_keys[user_of.reshape(-1)[order[start]]]))
+                collection = names[int(codes[order[start]])]
+                self._indexes[(user, collection)] = _UserIndex.of_rows(
+                    self.dim,
+                    row_ids,
+                    first,
+                    meta[start:end][first],
+                    roles[start:end],
+                    vectors[start:end],
                 )
             self.version += 1
 

@@ -12,6 +12,7 @@ from store.snapshot import (
     SnapshotInvalid,
     SnapshotMissing,
     read_snapshot,
+    read_snapshot_arrays,
     write_snapshot,
 )
 from store.vector_index import Entry, VectorCache, decode_vector, encode_vector
@@ -170,3 +171,35 @@ def test_removing_most_rows_compacts_the_block_and_keeps_search_exact() -> None:
     expected = sorted(range(2500, 3000), key=lambda i: -float(unit(i) @ unit(2999)))[:3]
     assert [h.row_id for h in hits] == [rows[i] for i in expected]
     assert {e.meta for e in cache.entries()} == set(range(2500, 3000))
+
+
+def test_loading_a_snapshot_as_arrays_equals_loading_its_entries(tmp_path: Path) -> None:
+    """The service's start-up path groups the snapshot's arrays into blocks with numpy;
+    it must hold what loading entry by entry holds, and search the same."""
+    rng = np.random.default_rng(3)
+    users = [uuid.uuid4() for _ in range(4)]
+    entries = []
+    for i in range(300):
+        row = uuid.uuid4()
+        user, collection = users[i % 4], ["instruction", "example"][i % 3 == 0]
+        for role in range(1 + i % 3):
+            v = rng.normal(size=8).astype(np.float32)
+            entries.append(Entry(user, collection, row, role, v / np.linalg.norm(v), i % 5))
+    rng.shuffle(entries)  # type: ignore[arg-type]
+    write_snapshot(tmp_path, entries, embedder_id="m", dim=8, last_change_seq=1)
+    _, arrays = read_snapshot_arrays(tmp_path, embedder_id="m", dim=8)
+    fast, slow = VectorCache(8), VectorCache(8)
+    fast.load_arrays(arrays)
+    slow.load(entries)
+    key = lambda e: (e.user_id, e.collection, e.row_id, e.role, e.meta, e.vector.tobytes())  # noqa: E731
+    assert sorted(map(key, fast.entries())) == sorted(map(key, slow.entries()))
+    assert fast.user_digests() == slow.user_digests()
+    query = unit(77)
+    for user in users:
+        assert fast.search(user, "instruction", query, k=7) == slow.search(
+            user, "instruction", query, k=7
+        )
+    # A loaded block still takes writes (it grows out of the shared array).
+    row = uuid.uuid4()
+    fast.put(users[0], "instruction", row, [(0, query)], meta=1)
+    assert fast.search(users[0], "instruction", query, k=1)[0].row_id == row
