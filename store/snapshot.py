@@ -14,10 +14,10 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import BinaryIO, cast
 
 import numpy as np
 
@@ -62,11 +62,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """`data`: the bytes, or a function that writes them to the open temp file."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -119,11 +123,22 @@ def _arrays_of_views(views: Sequence[BlockView], dim: int) -> dict[str, np.ndarr
         "vectors": np.empty((0, dim), np.float32),
         "meta": np.empty(0, np.int64),
     }
-    arrays: dict[str, np.ndarray] = {
-        k: np.concatenate(v) if v else empty[k] for k, v in parts.items()
-    }
+    arrays = {k: _joined(v, empty[k]) for k, v in parts.items()}
     arrays["collection_names"] = np.array(collections, dtype=str)
     return arrays
+
+
+def _joined(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    """np.concatenate, one block per copy: a single copy of a million vectors would
+    hold the GIL (and stall every request) for its whole length."""
+    if not parts:
+        return empty
+    out = np.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype)
+    at = 0
+    for part in parts:
+        out[at : at + len(part)] = part
+        at += len(part)
+    return out
 
 
 def write_snapshot(
@@ -144,20 +159,25 @@ def write_snapshot(
         arrays = _arrays_of_views(cast(list[BlockView], items), dim)
     else:
         arrays = _arrays_of_entries(cast(list[Entry], items), dim)
-    buffer = io.BytesIO()
     arrays["meta_layout"] = np.array([layout], dtype=str)
-    np.savez(buffer, allow_pickle=False, **arrays)
     count = len(arrays["vectors"])
-    data = buffer.getvalue()
     data_file = f"index-{last_change_seq}-{uuid.uuid4().hex[:8]}.npz"
-    _atomic_write(directory / data_file, data)
+    # Straight to the file, in numpy's chunks, then hashed back in chunks: no copy of
+    # the whole snapshot in memory, and no long call holding the GIL (requests run on).
+    _atomic_write(
+        directory / data_file, lambda handle: np.savez(handle, allow_pickle=False, **arrays)
+    )
+    digest = hashlib.sha256()
+    with open(directory / data_file, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         embedder_id=embedder_id,
         dim=dim,
         last_change_seq=last_change_seq,
         data_file=data_file,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=digest.hexdigest(),
         count=count,
     )
     body = {
