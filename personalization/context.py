@@ -4,11 +4,11 @@ marked data block within the token budget (instructions first: the user stated t
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from personalization.applicability import ApplicabilityModel, TurnDomains
+from personalization.applicability import ApplicabilityModel
+from personalization.candidates import InstructionCandidates
 from personalization.cipher import AggregatedPreference, CipherRetriever
 from personalization.compose import ProfileItem, new_marker, render_item, render_profile_block
 from personalization.embedder import Embedder, Vectors
@@ -16,8 +16,6 @@ from personalization.messages import ChatMessage
 from personalization.selection import (
     Selection,
     SelectionPolicy,
-    Similarity,
-    select_applicable_instructions,
 )
 from personalization.text import estimate_tokens
 from store.errors import InvalidInput
@@ -25,10 +23,6 @@ from store.examples import COLLECTION as EXAMPLES
 from store.examples import ExampleRepository
 from store.index_manager import IndexManager
 from store.instructions import (
-    COLLECTION,
-    ROLE_CONDITION,
-    ROLE_REQUEST,
-    ROLE_TEXT,
     ActiveInstruction,
     InstructionRepository,
 )
@@ -118,20 +112,6 @@ def inferred_item(inferred: AggregatedPreference) -> ProfileItem:
     )
 
 
-def _domain_terms(
-    candidate: ActiveInstruction, turn: TurnDomains | None
-) -> tuple[float, float | None]:
-    """(domain affinity, the turn's score of a constraint's matched domain or None)."""
-    if turn is None or not candidate.domains:
-        return 0.0, None
-    constraint = (
-        turn.constraint_match(candidate.domains)
-        if candidate.kind == InstructionKind.constraint
-        else None
-    )
-    return turn.affinity(candidate.domains), constraint
-
-
 def _cost(item: ProfileItem) -> int:
     return estimate_tokens(render_item(item))
 
@@ -152,6 +132,7 @@ class ContextBuilder:
         self._examples = examples
         self._index = index
         self._cipher = cipher
+        self._candidates = InstructionCandidates(instructions, index, applicability)
 
     @property
     def embedder_id(self) -> str:
@@ -160,31 +141,6 @@ class ContextBuilder:
     @property
     def embedder_dim(self) -> int:
         return self._embedder.dim
-
-    def _similarities(
-        self, scope: UserScope, query: Vectors, candidates: Sequence[ActiveInstruction]
-    ) -> dict[uuid.UUID, Similarity]:
-        """Best cosine per key role from one exact search of the user's vectors, and the
-        domain terms from one small product of the query with the domain prototypes."""
-        keys: dict[uuid.UUID, dict[int, float]] = {}
-        for hit in self._index.cache.search(scope.user_id, COLLECTION, query):
-            roles = keys.setdefault(hit.row_id, {})
-            roles[hit.role] = max(hit.score, roles.get(hit.role, -1.0))
-        turn = self._applicability.turn_domains(query) if self._applicability else None
-        similarity: dict[uuid.UUID, Similarity] = {}
-        for candidate in candidates:
-            roles = keys.get(candidate.row_id, {})
-            if candidate.always_on or ROLE_TEXT not in roles:
-                continue
-            domain, constraint = _domain_terms(candidate, turn)
-            similarity[candidate.row_id] = Similarity(
-                text=roles[ROLE_TEXT],
-                condition=roles.get(ROLE_CONDITION),
-                request=roles.get(ROLE_REQUEST),
-                domain=domain,
-                constraint_domain=constraint,
-            )
-        return similarity
 
     def _nearest_examples(
         self, scope: UserScope, query: Vectors, k: int, budget: int
@@ -213,14 +169,8 @@ class ContextBuilder:
         # Another replica may have written this user's profile since this one cached
         # it: one indexed read says so, and the user's vectors are reloaded first.
         self._index.ensure_fresh(scope.user_id)
-        candidates = self._instructions.active(scope)
-        similarity = (
-            self._similarities(scope, query_embedding, candidates)
-            if any(not c.always_on for c in candidates)
-            else {}
-        )
-        selection = select_applicable_instructions(
-            candidates, similarity, options.policy, cost=lambda c: _cost(instruction_item(c))
+        selection = self._candidates.select(
+            scope, query_embedding, options.policy, lambda c: _cost(instruction_item(c))
         )
         items = [instruction_item(s.instruction) for s in selection.selected]
         spent = selection.tokens

@@ -94,7 +94,8 @@ class ProfileWriter:
         vectors = row_vectors(
             row.embedding_dim, row.text_embedding, row.condition_embedding, row.request_embeddings
         )
-        self._index.cache.put(row.user_id, COLLECTION, row.id, vectors)
+        meta = self._instructions.meta(row.always_on, row.kind, row.domains)
+        self._index.cache.put(row.user_id, COLLECTION, row.id, vectors, meta)
 
     def create_instruction(
         self,

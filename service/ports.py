@@ -19,6 +19,7 @@ from personalization.capture_worker import CaptureWorker, Detector
 from personalization.chat import ChatService
 from personalization.cipher import CipherRetriever, PreferenceAggregator
 from personalization.context import ContextBuilder
+from personalization.domains import DOMAINS
 from personalization.edit_worker import EditWorker
 from personalization.edits import EditService
 from personalization.embed_batching import BatchingEmbedder
@@ -48,7 +49,7 @@ from store.keys import KeyRepository
 from store.preferences import PreferenceRepository
 from store.turns import TurnRepository
 from store.users import UserRepository
-from store.vector_index import VectorCache
+from store.vector_index import VectorCache, layout_id
 
 log = logging.getLogger("tailor")
 
@@ -246,7 +247,7 @@ def build_ports(
     model = ObservedBackend(backend)
     keys = KeyRepository(engine)
     users = UserRepository(engine)
-    instructions = InstructionRepository(engine)
+    instructions = InstructionRepository(engine, domain_order=DOMAINS)
     examples = ExampleRepository(engine)
     edits = EditRepository(engine)
     preferences = PreferenceRepository(engine)
@@ -259,6 +260,7 @@ def build_ports(
         load_retries=settings.index_load_retries,
         load_backoff_s=settings.index_load_backoff_s,
         follow_gap_timeout_s=settings.index_follow_gap_s,
+        meta_layout=layout_id(DOMAINS),
     )
     aggregator = PreferenceAggregator(model)
     index.forget_hooks.append(aggregator.forget_user)  # a deleted user's phrases too

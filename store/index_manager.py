@@ -35,7 +35,7 @@ from store.snapshot import (
     Manifest,
     SnapshotInvalid,
     SnapshotMissing,
-    read_snapshot,
+    read_snapshot_arrays,
     remove_leftovers,
     write_snapshot,
 )
@@ -77,12 +77,14 @@ class IndexManager:
         load_retries: int = 3,
         load_backoff_s: float = 1.0,
         follow_gap_timeout_s: float = 30.0,
+        meta_layout: str = "",
     ) -> None:
         self.cache = cache
         self._sources = sources
         self._changes = changes
         self._dir = snapshot_dir
         self._embedder_id = embedder_id
+        self._layout = meta_layout  # how rows' meta is packed (vector_index.layout_id)
         self._load_retries = load_retries
         self._load_backoff_s = load_backoff_s
         self.state = IndexState.starting
@@ -185,8 +187,8 @@ class IndexManager:
         log.info("vector index ready (%s, %d vectors)", self.last_load, self.cache.count())
 
     def _load_snapshot_and_check(self) -> None:
-        manifest, entries = read_snapshot(
-            self._dir, embedder_id=self._embedder_id, dim=self.cache.dim
+        manifest, arrays = read_snapshot_arrays(
+            self._dir, embedder_id=self._embedder_id, dim=self.cache.dim, layout=self._layout
         )
         with self.write_lock:
             loaded_at = self._changes.last_seq()
@@ -198,7 +200,7 @@ class IndexManager:
                     loaded_at,
                 )
             self.cache.clear()
-            self.cache.load(entries)
+            self.cache.load_arrays(arrays)
             self._snapshot_version = self.cache.version
             self._begin(loaded_at)
             self.refresh_users(self._changes.users_changed_since(manifest.last_change_seq))
@@ -257,6 +259,11 @@ class IndexManager:
         if latest > self._stamps.get(user_id, self._loaded_at):
             self.refresh_users({user_id})
 
+    def stamp(self, user_id: uuid.UUID) -> int:
+        """The change sequence the user's cached entry reflects (after `ensure_fresh`):
+        per-user memory derived from SQL keys itself on it to stay coherent too."""
+        return self._stamps.get(user_id, self._loaded_at)
+
     def forget_user(self, user_id: uuid.UUID) -> None:
         """A deleted user leaves this replica's memory (the vectors and every hook's)."""
         with self.write_lock:
@@ -297,7 +304,7 @@ class IndexManager:
                 # some may not be, so a load replays from there (and checks digests).
                 last_seq = self._follower.watermark
                 version = self.cache.version
-                entries = list(self.cache.entries())
+                entries = self.cache.capture()  # O(blocks): encoded below, unlocked
             try:
                 manifest = write_snapshot(
                     self._dir,
@@ -305,6 +312,7 @@ class IndexManager:
                     embedder_id=self._embedder_id,
                     dim=self.cache.dim,
                     last_change_seq=last_seq,
+                    layout=self._layout,
                 )
             except OSError:
                 log.exception("writing the vector snapshot failed; SQL remains the truth")

@@ -5,7 +5,7 @@ except by deleting the user."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,7 +27,7 @@ from store.models import (
 )
 from store.preferences import next_preference_version
 from store.scope import UserScope
-from store.vector_index import Entry, Vector, decode_vector
+from store.vector_index import Entry, Vector, decode_vector, pack_meta
 from store.versioning import (
     check_expected,
     close_version,
@@ -140,6 +140,18 @@ def _in_scope(scope: UserScope) -> tuple[sa.ColumnElement[bool], sa.ColumnElemen
     )
 
 
+def _scope_without_index(scope: UserScope, dialect: str) -> list[sa.ColumnElement[bool]]:
+    """The scope, written so SQLite's planner does not pick the scope index for a fetch
+    by primary keys: without statistics it would scan a large profile's rows instead of
+    looking up the few ids (PostgreSQL plans this from its statistics)."""
+    if dialect != "sqlite":
+        return list(_in_scope(scope))
+    return [
+        sa.func.coalesce(col(Instruction.tenant_id), col(Instruction.tenant_id)) == scope.tenant_id,
+        sa.func.coalesce(col(Instruction.user_id), col(Instruction.user_id)) == scope.user_id,
+    ]
+
+
 def _current(instruction_id: uuid.UUID) -> tuple[sa.ColumnElement[bool], ...]:
     return (
         col(Instruction.instruction_id) == instruction_id,
@@ -217,8 +229,15 @@ def _current_row(session: Session, scope: UserScope, instruction_id: uuid.UUID) 
 
 
 class InstructionRepository:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, domain_order: Sequence[str] = ()) -> None:
+        """`domain_order` numbers the domains packed into each cached row's meta
+        (store/vector_index.py, `pack_meta`), so a turn ranks a whole profile in numpy."""
         self._engine = engine
+        self.domain_order = tuple(domain_order)
+
+    def meta(self, always_on: bool, kind: str | None, domains: Sequence[str] | None) -> int:
+        constraint = kind == InstructionKind.constraint
+        return pack_meta(always_on, constraint, domains or (), self.domain_order)
 
     def create(
         self,
@@ -325,9 +344,26 @@ class InstructionRepository:
             ).all()
             return list(rows), int(total)
 
-    def active(self, scope: UserScope) -> list[ActiveInstruction]:
-        """Every instruction that can apply to a turn, oldest first, without embeddings
-        (a turn reads this for every request; the vectors are in the cache)."""
+    def active(
+        self,
+        scope: UserScope,
+        *,
+        row_ids: Sequence[uuid.UUID] | None = None,
+        always_on: bool | None = None,
+    ) -> list[ActiveInstruction]:
+        """The instructions that can apply to a turn, oldest first, without embeddings
+        (the vectors are in the cache): all of them, or only these version rows (a large
+        profile's top candidates), or only the always-on (or only the conditional) ones."""
+        conditions = [
+            *_in_scope(scope),
+            col(Instruction.valid_to).is_(None),
+            col(Instruction.status) == InstructionStatus.active,
+        ]
+        if row_ids is not None:
+            conditions = [col(Instruction.id).in_(list(row_ids)), *conditions[2:]]
+            conditions += _scope_without_index(scope, self._engine.dialect.name)
+        if always_on is not None:
+            conditions.append(col(Instruction.always_on) == always_on)
         with Session(self._engine) as session:
             rows = session.execute(
                 sa.select(
@@ -340,11 +376,7 @@ class InstructionRepository:
                     col(Instruction.kind),
                     col(Instruction.domains),
                 )
-                .where(
-                    *_in_scope(scope),
-                    col(Instruction.valid_to).is_(None),
-                    col(Instruction.status) == InstructionStatus.active,
-                )
+                .where(*conditions)
                 .order_by(col(Instruction.created_at), col(Instruction.instruction_id))
             ).all()
             return [_active(*row) for row in rows]
@@ -463,13 +495,18 @@ class InstructionRepository:
             col(Instruction.text_embedding),
             col(Instruction.condition_embedding),
             col(Instruction.request_embeddings),
+            col(Instruction.always_on),
+            col(Instruction.kind),
+            col(Instruction.domains),
         ).where(*_active_with(model))
         if user_ids is not None:
             query = query.where(col(Instruction.user_id).in_(user_ids))
         with Session(self._engine) as session:
-            for user_id, row_id, dim, text, condition, requests in session.execute(query):
+            for row in session.execute(query):
+                user_id, row_id, dim, text, condition, requests, always, kind, domains = row
+                meta = self.meta(always, kind, domains)
                 for role, vector in row_vectors(dim, text, condition, requests):
-                    yield Entry(user_id, COLLECTION, row_id, role, vector)
+                    yield Entry(user_id, COLLECTION, row_id, role, vector, meta)
 
     def count_rows(self, *, model: str) -> int:
         with Session(self._engine) as session:

@@ -14,14 +14,15 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 import numpy as np
 
 from store.clock import utcnow
-from store.vector_index import Entry
+from store.vector_index import BlockView, Entry
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -61,11 +62,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """`data`: the bytes, or a function that writes them to the open temp file."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            if callable(data):
+                data(handle)
+            else:
+                handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -74,34 +79,106 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def write_snapshot(
-    directory: Path, entries: Iterable[Entry], *, embedder_id: str, dim: int, last_change_seq: int
-) -> Manifest:
-    directory.mkdir(parents=True, exist_ok=True)
+def _arrays_of_entries(entries: Iterable[Entry], dim: int) -> dict[str, np.ndarray]:
     items = list(entries)
     collections = sorted({e.collection for e in items})
     code = {name: i for i, name in enumerate(collections)}
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        users=np.array([list(e.user_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
-        rows=np.array([list(e.row_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
-        collections=np.array([code[e.collection] for e in items], dtype=np.int16),
-        collection_names=np.array(collections, dtype=str),
-        roles=np.array([e.role for e in items], dtype=np.int16),
-        vectors=np.array([e.vector for e in items], dtype=np.float32).reshape(-1, dim),
-    )
-    data = buffer.getvalue()
+    return {
+        "users": np.array([list(e.user_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
+        "rows": np.array([list(e.row_id.bytes) for e in items], dtype=np.uint8).reshape(-1, 16),
+        "collections": np.array([code[e.collection] for e in items], dtype=np.int16),
+        "collection_names": np.array(collections, dtype=str),
+        "roles": np.array([e.role for e in items], dtype=np.int16),
+        "vectors": np.array([e.vector for e in items], dtype=np.float32).reshape(-1, dim),
+        "meta": np.array([e.meta for e in items], dtype=np.int64),
+    }
+
+
+def _arrays_of_views(views: Sequence[BlockView], dim: int) -> dict[str, np.ndarray]:
+    """The same arrays from captured blocks, a numpy gather per block: no object per
+    vector, so a snapshot of a million vectors costs its copies, not its Python."""
+    collections = sorted({v.collection for v in views})
+    code = {name: i for i, name in enumerate(collections)}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("users", "rows", "collections")}
+    parts.update(roles=[], vectors=[], meta=[])
+    for view in views:
+        owner = view.vector_owner()
+        keep = view.alive[owner]
+        owner = owner[keep]
+        row_bytes = np.frombuffer(
+            b"".join(view.row_ids[i].bytes for i in range(len(view.first))), dtype=np.uint8
+        ).reshape(-1, 16)
+        count = len(owner)
+        parts["users"].append(np.tile(np.frombuffer(view.user_id.bytes, np.uint8), (count, 1)))
+        parts["rows"].append(row_bytes[owner])
+        parts["collections"].append(np.full(count, code[view.collection], dtype=np.int16))
+        parts["roles"].append(view.roles[keep])
+        parts["vectors"].append(view.vectors[keep])
+        parts["meta"].append(view.meta[owner])
+    empty: dict[str, np.ndarray] = {
+        "users": np.empty((0, 16), np.uint8),
+        "rows": np.empty((0, 16), np.uint8),
+        "collections": np.empty(0, np.int16),
+        "roles": np.empty(0, np.int16),
+        "vectors": np.empty((0, dim), np.float32),
+        "meta": np.empty(0, np.int64),
+    }
+    arrays = {k: _joined(v, empty[k]) for k, v in parts.items()}
+    arrays["collection_names"] = np.array(collections, dtype=str)
+    return arrays
+
+
+def _joined(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    """np.concatenate, one block per copy: a single copy of a million vectors would
+    hold the GIL (and stall every request) for its whole length."""
+    if not parts:
+        return empty
+    out = np.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype)
+    at = 0
+    for part in parts:
+        out[at : at + len(part)] = part
+        at += len(part)
+    return out
+
+
+def write_snapshot(
+    directory: Path,
+    entries: Iterable[Entry] | Sequence[BlockView],
+    *,
+    embedder_id: str,
+    dim: int,
+    last_change_seq: int,
+    layout: str = "",
+) -> Manifest:
+    """`layout` names how rows' meta is packed (store/vector_index.py, `layout_id`); a
+    snapshot is only read back under the same one. `entries`: Entry objects, or block
+    views captured from the cache (the service's path: VectorCache.capture)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    items = list(entries)
+    if items and isinstance(items[0], BlockView):
+        arrays = _arrays_of_views(cast(list[BlockView], items), dim)
+    else:
+        arrays = _arrays_of_entries(cast(list[Entry], items), dim)
+    arrays["meta_layout"] = np.array([layout], dtype=str)
+    count = len(arrays["vectors"])
     data_file = f"index-{last_change_seq}-{uuid.uuid4().hex[:8]}.npz"
-    _atomic_write(directory / data_file, data)
+    # Straight to the file, in numpy's chunks, then hashed back in chunks: no copy of
+    # the whole snapshot in memory, and no long call holding the GIL (requests run on).
+    _atomic_write(
+        directory / data_file, lambda handle: np.savez(handle, allow_pickle=False, **arrays)
+    )
+    digest = hashlib.sha256()
+    with open(directory / data_file, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         embedder_id=embedder_id,
         dim=dim,
         last_change_seq=last_change_seq,
         data_file=data_file,
-        sha256=hashlib.sha256(data).hexdigest(),
-        count=len(items),
+        sha256=digest.hexdigest(),
+        count=count,
     )
     body = {
         "format_version": manifest.format_version,
@@ -194,7 +271,21 @@ def remove_leftovers(directory: Path) -> list[str]:
     return removed
 
 
-def read_snapshot(directory: Path, *, embedder_id: str, dim: int) -> tuple[Manifest, list[Entry]]:
+def read_snapshot(
+    directory: Path, *, embedder_id: str, dim: int, layout: str | None = None
+) -> tuple[Manifest, list[Entry]]:
+    """Entries as objects (tests, tools); the service loads `read_snapshot_arrays`."""
+    manifest, arrays = read_snapshot_arrays(
+        directory, embedder_id=embedder_id, dim=dim, layout=layout
+    )
+    return manifest, list(_entries(arrays))
+
+
+def read_snapshot_arrays(
+    directory: Path, *, embedder_id: str, dim: int, layout: str | None = None
+) -> tuple[Manifest, dict[str, np.ndarray]]:
+    """The checked arrays of the snapshot. `layout`: when given, a snapshot whose rows'
+    meta was packed under another one (another domain list) is not trusted."""
     manifest = read_manifest(directory, embedder_id=embedder_id, dim=dim)
     path = directory / manifest.data_file
     try:
@@ -204,28 +295,50 @@ def read_snapshot(directory: Path, *, embedder_id: str, dim: int) -> tuple[Manif
     if hashlib.sha256(data).hexdigest() != manifest.sha256:
         raise SnapshotInvalid("data file checksum mismatch")
     try:
-        entries = list(_decode(data, dim))
+        arrays = _decode(data, dim, layout)
     except (ValueError, KeyError, OSError) as exc:
         raise SnapshotInvalid(f"data file undecodable: {exc}") from exc
-    if len(entries) != manifest.count:
+    if len(arrays["vectors"]) != manifest.count:
         raise SnapshotInvalid(
-            f"data file holds {len(entries)} vectors, manifest says {manifest.count}"
+            f"data file holds {len(arrays['vectors'])} vectors, manifest says {manifest.count}"
         )
-    return manifest, entries
+    return manifest, arrays
 
 
-def _decode(data: bytes, dim: int) -> Iterator[Entry]:
-    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
-        users, rows = arrays["users"], arrays["rows"]
-        codes, names = arrays["collections"], [str(n) for n in arrays["collection_names"]]
-        roles, vectors = arrays["roles"], arrays["vectors"]
-        if vectors.ndim != 2 or vectors.shape[1] != dim:
-            raise ValueError(f"vectors have shape {vectors.shape}, expected (n, {dim})")
-        for i in range(vectors.shape[0]):
-            yield Entry(
-                user_id=uuid.UUID(bytes=bytes(users[i])),
-                collection=names[int(codes[i])],
-                row_id=uuid.UUID(bytes=bytes(rows[i])),
-                role=int(roles[i]),
-                vector=vectors[i].astype(np.float32),
-            )
+def _decode(data: bytes, dim: int, layout: str | None) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as file:
+        arrays = {name: file[name] for name in file.files}
+    held = str(arrays["meta_layout"][0]) if "meta_layout" in arrays else ""
+    if layout is not None and held != layout:
+        raise ValueError(f"rows' meta packed as {held!r}, this process packs {layout!r}")
+    vectors = arrays["vectors"]
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise ValueError(f"vectors have shape {vectors.shape}, expected (n, {dim})")
+    count = len(vectors)
+    arrays.setdefault("meta", np.zeros(count, np.int64))
+    names = arrays["collection_names"]
+    for name, shape in (("users", (count, 16)), ("rows", (count, 16))):
+        if arrays[name].shape != shape or arrays[name].dtype != np.uint8:
+            raise ValueError(f"{name} have shape {arrays[name].shape}, expected {shape}")
+    for name in ("collections", "roles", "meta"):
+        if arrays[name].shape != (count,):
+            raise ValueError(f"{name} have shape {arrays[name].shape}, expected ({count},)")
+    codes = arrays["collections"]
+    if count and (codes.min() < 0 or codes.max() >= len(names)):
+        raise ValueError("a collection code names no collection")
+    return arrays
+
+
+def _entries(arrays: dict[str, np.ndarray]) -> Iterator[Entry]:
+    users, rows = arrays["users"], arrays["rows"]
+    codes, names = arrays["collections"], [str(n) for n in arrays["collection_names"]]
+    roles, vectors, metas = arrays["roles"], arrays["vectors"], arrays["meta"]
+    for i in range(vectors.shape[0]):
+        yield Entry(
+            user_id=uuid.UUID(bytes=bytes(users[i])),
+            collection=names[int(codes[i])],
+            row_id=uuid.UUID(bytes=bytes(rows[i])),
+            role=int(roles[i]),
+            vector=vectors[i].astype(np.float32),
+            meta=int(metas[i]),
+        )

@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
@@ -40,13 +40,38 @@ DIGEST_MOD = 1 << 128  # a user's digest: the sum of its rows' digests, order-fr
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One vector of one SQL row; a row may have several roles (text, condition)."""
+    """One vector of one SQL row; a row may have several roles (text, condition). `meta`
+    packs what ranking needs of the row besides its vectors (see `pack_meta`)."""
 
     user_id: uuid.UUID
     collection: str
     row_id: uuid.UUID
     role: int
     vector: Vector
+    meta: int = 0
+
+
+META_ALWAYS_ON = 1
+META_CONSTRAINT = 2
+META_DOMAIN_SHIFT = 2  # domain i of the cache's domain order is bit 2 + i
+MAX_DOMAINS = 60
+
+
+def pack_meta(
+    always_on: bool, constraint: bool, domains: Sequence[str], order: Sequence[str]
+) -> int:
+    """A row's flags and domains as one integer: domain `order[i]` is bit 2 + i. Domains
+    outside the order are not packed; the order is fixed per process and recorded with
+    every snapshot (`layout_id`), so a snapshot packed under another order is not used."""
+    meta = (META_ALWAYS_ON if always_on else 0) | (META_CONSTRAINT if constraint else 0)
+    for name in domains:
+        if name in order:
+            meta |= 1 << (META_DOMAIN_SHIFT + order.index(name))
+    return meta
+
+
+def layout_id(order: Sequence[str]) -> str:
+    return hashlib.blake2b("\n".join(order).encode(), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,45 +81,204 @@ class Hit:
     score: float
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class RowSearch:
+    """Rows found by a top-k search: each row's best score per role. `bound` is the k-th
+    vector score (every row not found scores at most this on every key), or None when
+    the search covered all of the user's vectors."""
+
+    rows: dict[uuid.UUID, dict[int, float]]
+    bound: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RowScores:
+    """Every live row of one user's block, scored against one query: its best cosine
+    over its keys and its packed meta (arrays aligned by row)."""
+
+    best: npt.NDArray[np.float32]
+    metas: npt.NDArray[np.int64]  # the distinct meta values of the block
+    meta_of: npt.NDArray[np.intp]  # per row, its meta's index in `metas`
+
+
+@dataclass(frozen=True, slots=True)
+class RankedRow:
+    row_id: uuid.UUID
+    roles: dict[int, float]  # best cosine per key role
+
+
+Ranker = Callable[[RowScores], npt.NDArray[np.float64]]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockView:
+    """One block as it was at capture, for a snapshot written outside the lock. Views
+    stay valid: a block only appends past `size` (or builds new arrays when it grows or
+    compacts), so what they cover is never written again; `alive` is copied."""
+
+    user_id: uuid.UUID
+    collection: str
+    row_ids: list[uuid.UUID]  # the block's list; only its first len(first) are this view's
+    first: npt.NDArray[np.int64]
+    meta: npt.NDArray[np.int64]
+    alive: npt.NDArray[np.bool_]
+    roles: npt.NDArray[np.int16]
+    vectors: npt.NDArray[np.float32]
+
+    def live_rows(self) -> npt.NDArray[np.intp]:
+        return np.flatnonzero(self.alive)
+
+    def vector_owner(self) -> npt.NDArray[np.intp]:
+        """Per vector, the index of its row."""
+        counts = np.diff(np.append(self.first, len(self.vectors)))
+        return np.repeat(np.arange(len(self.first)), counts)
+
+
 class _UserIndex:
-    dim: int
-    index: faiss.IndexIDMap2 = field(init=False)
-    refs: dict[int, tuple[uuid.UUID, int]] = field(default_factory=dict)
-    by_row: dict[uuid.UUID, list[int]] = field(default_factory=dict)
-    next_id: int = 0
+    """One user's vectors of one collection in one contiguous float32 block; a row's
+    vectors are consecutive, so a row's best key is one `maximum.reduceat`. A removed
+    row is marked dead and the block compacts once most of it is dead. Exact inner
+    product by one matrix-vector product: at 100k vectors that is a few milliseconds,
+    and the ranking that follows stays in numpy (no Python object per vector)."""
 
-    def __post_init__(self) -> None:
-        self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.vectors = np.empty((0, dim), dtype=np.float32)
+        self.roles = np.empty(0, dtype=np.int16)
+        self.size = 0  # vectors used in the block
+        self.row_ids: list[uuid.UUID] = []
+        self.first = np.empty(0, dtype=np.int64)  # per row: its first vector
+        self.meta = np.empty(0, dtype=np.int64)
+        self.alive = np.empty(0, dtype=bool)
+        self.by_row: dict[uuid.UUID, int] = {}
+        self.live_vectors = 0
+        # Rows share few meta values (flags and a domain or two): a turn ranks those
+        # values once each and gathers, instead of unpacking bits per row.
+        self._groups: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None = None
 
-    def add(self, row_id: uuid.UUID, role: int, vector: Vector) -> None:
-        faiss_id = self.next_id
-        self.next_id += 1
-        self.index.add_with_ids(vector.reshape(1, -1), np.array([faiss_id], dtype=np.int64))
-        self.refs[faiss_id] = (row_id, role)
-        self.by_row.setdefault(row_id, []).append(faiss_id)
+    @classmethod
+    def of_rows(
+        cls,
+        dim: int,
+        row_ids: list[uuid.UUID],
+        first: npt.NDArray[np.int64],
+        meta: npt.NDArray[np.int64],
+        roles: npt.NDArray[np.int16],
+        vectors: npt.NDArray[np.float32],
+    ) -> _UserIndex:
+        """A block from arrays already grouped by row (a snapshot's): no per-vector work."""
+        index = cls(dim)
+        index.vectors, index.roles, index.size = vectors, roles, len(vectors)
+        index.row_ids, index.first, index.meta = row_ids, first, meta
+        index.alive = np.ones(len(row_ids), dtype=bool)
+        index.by_row = {row_id: i for i, row_id in enumerate(row_ids)}
+        index.live_vectors = len(vectors)
+        return index
 
-    def add_many(self, refs: list[tuple[uuid.UUID, int]], vectors: Vector) -> None:
-        """One FAISS call for many (row, role) vectors: a user's reload pays it once."""
-        faiss_ids = np.arange(self.next_id, self.next_id + len(refs), dtype=np.int64)
-        self.next_id += len(refs)
-        self.index.add_with_ids(vectors, faiss_ids)
-        for faiss_id, (row_id, role) in zip(faiss_ids.tolist(), refs, strict=True):
-            self.refs[faiss_id] = (row_id, role)
-            self.by_row.setdefault(row_id, []).append(faiss_id)
+    @property
+    def ntotal(self) -> int:
+        return self.live_vectors
+
+    def _grow(self, rows: int, vectors: int) -> None:
+        need = self.size + vectors
+        if need > len(self.vectors):
+            cap = max(need, 2 * len(self.vectors), 16)
+            grown = np.empty((cap, self.dim), dtype=np.float32)
+            grown[: self.size] = self.vectors[: self.size]
+            roles = np.empty(cap, dtype=np.int16)
+            roles[: self.size] = self.roles[: self.size]
+            self.vectors, self.roles = grown, roles
+        count = len(self.row_ids)
+        if count + rows > len(self.first):
+            cap = max(count + rows, 2 * len(self.first), 16)
+            self.first = np.resize(self.first, cap)
+            self.meta = np.resize(self.meta, cap)
+            self.alive = np.resize(self.alive, cap)
+
+    def add_many(self, rows: list[tuple[uuid.UUID, int, list[tuple[int, Vector]]]]) -> None:
+        """Append rows (id, meta, [(role, vector)]); a row already held is replaced."""
+        for row_id, _, _ in rows:
+            self.remove(row_id)
+        rows = [row for row in rows if row[2]]  # a row without vectors is not held
+        total = sum(len(pairs) for _, _, pairs in rows)
+        self._grow(len(rows), total)
+        at = self.size
+        for row_id, meta, pairs in rows:
+            index = len(self.row_ids)
+            self.row_ids.append(row_id)
+            self.first[index] = at
+            self.meta[index] = meta
+            self.alive[index] = True
+            self.by_row[row_id] = index
+            for role, vector in pairs:
+                self.vectors[at] = vector
+                self.roles[at] = role
+                at += 1
+        self.size = at
+        self.live_vectors += total
+        self._groups = None
+
+    def _span(self, index: int) -> tuple[int, int]:
+        end = int(self.first[index + 1]) if index + 1 < len(self.row_ids) else self.size
+        return int(self.first[index]), end
 
     def remove(self, row_id: uuid.UUID) -> None:
-        ids = self.by_row.pop(row_id, [])
-        if ids:
-            self.index.remove_ids(np.array(ids, dtype=np.int64))  # type: ignore[arg-type]
-            for faiss_id in ids:
-                del self.refs[faiss_id]
+        index = self.by_row.pop(row_id, None)
+        if index is None:
+            return
+        self.alive[index] = False
+        start, end = self._span(index)
+        self.live_vectors -= end - start
+        if self.size > 1024 and self.live_vectors < self.size // 2:
+            self._compact()
+
+    def _compact(self) -> None:
+        kept = [(r, int(self.meta[i]), self.pairs(i)) for r, i in self.by_row.items()]
+        fresh = _UserIndex(self.dim)
+        fresh.add_many(kept)
+        self.__dict__.update(fresh.__dict__)
+
+    def pairs(self, index: int) -> list[tuple[int, Vector]]:
+        start, end = self._span(index)
+        return [(int(self.roles[i]), self.vectors[i].copy()) for i in range(start, end)]
+
+    def scores(self, query: Vector) -> RowScores:
+        rows = len(self.row_ids)
+        if self._groups is None:
+            metas, meta_of = np.unique(self.meta[:rows], return_inverse=True)
+            self._groups = (metas, meta_of.reshape(-1))
+        metas, meta_of = self._groups
+        if self.size == 0:
+            return RowScores(np.empty(0, np.float32), metas, meta_of)
+        per_vector = self.vectors[: self.size] @ query
+        best = np.maximum.reduceat(per_vector, self.first[:rows])
+        best[~self.alive[:rows]] = -np.inf
+        return RowScores(best, metas, meta_of)
+
+    def roles_of(self, index: int, query: Vector) -> dict[int, float]:
+        start, end = self._span(index)
+        scores = self.vectors[start:end] @ query
+        roles: dict[int, float] = {}
+        for role, score in zip(self.roles[start:end].tolist(), scores.tolist(), strict=True):
+            roles[role] = max(score, roles.get(role, -np.inf))
+        return roles
+
+    def top(self, ranks: npt.NDArray[np.float64], limit: int) -> tuple[list[int], float]:
+        """Row indexes of the `limit` highest finite ranks, highest first, and the
+        highest rank left out (-inf when none is)."""
+        finite = np.flatnonzero(np.isfinite(ranks))
+        if len(finite) > limit:
+            part = np.argpartition(-ranks[finite], limit)[: limit + 1]
+            finite = finite[part]
+        order = finite[np.argsort(-ranks[finite], kind="stable")]
+        rest = float(ranks[order[limit]]) if len(order) > limit else -np.inf
+        return order[:limit].tolist(), rest
 
 
 class VectorCache:
-    """Thread-safe; mutations and reads take one lock (FAISS indexes are not safe to
-    mutate while searched). Exact flat search over a user's few thousand vectors costs
-    microseconds, so one lock is not the bottleneck; the embedder is."""
+    """Thread-safe; mutations and reads take one lock. Exact search over one user's
+    block is one matrix-vector product, so one lock is not the bottleneck; the
+    embedder is."""
 
     def __init__(self, dim: int) -> None:
         self.dim = dim
@@ -110,22 +294,27 @@ class VectorCache:
             raise ValueError(f"vector has dimension {vector.shape[0]}, index has {self.dim}")
         return vector
 
+    def _index(self, user_id: uuid.UUID, collection: str) -> _UserIndex:
+        index = self._indexes.get((user_id, collection))
+        if index is None:
+            index = self._indexes[(user_id, collection)] = _UserIndex(self.dim)
+        return index
+
     def put(
         self,
         user_id: uuid.UUID,
         collection: str,
         row_id: uuid.UUID,
         vectors: Iterable[tuple[int, Vector]],
+        meta: int = 0,
     ) -> None:
         """Replace whatever the row had with these (role, vector) pairs."""
         checked = [(role, self._check(v)) for role, v in vectors]
         with self._lock:
-            index = self._indexes.get((user_id, collection))
-            if index is None:
-                index = self._indexes[(user_id, collection)] = _UserIndex(self.dim)
+            index = self._index(user_id, collection)
             index.remove(row_id)
-            for role, vector in checked:
-                index.add(row_id, role, vector)
+            if checked:
+                index.add_many([(row_id, meta, checked)])
             self.version += 1
 
     def remove(self, user_id: uuid.UUID, collection: str, row_id: uuid.UUID) -> None:
@@ -154,20 +343,57 @@ class VectorCache:
     def load(self, entries: Iterable[Entry]) -> None:
         """Add entries; a row's roles may arrive as separate entries, so they are
         grouped first (a `put` per entry would keep only each row's last role)."""
-        groups: dict[tuple[uuid.UUID, str], dict[uuid.UUID, list[tuple[int, Vector]]]] = {}
+        groups: dict[tuple[uuid.UUID, str], dict[uuid.UUID, tuple[int, list[tuple[int, Vector]]]]]
+        groups = {}
         for entry in entries:
             rows = groups.setdefault((entry.user_id, entry.collection), {})
-            rows.setdefault(entry.row_id, []).append((entry.role, self._check(entry.vector)))
+            held = rows.setdefault(entry.row_id, (entry.meta, []))
+            held[1].append((entry.role, self._check(entry.vector)))
         with self._lock:
             for (user_id, collection), rows in groups.items():
-                index = self._indexes.get((user_id, collection))
-                if index is None:
-                    index = self._indexes[(user_id, collection)] = _UserIndex(self.dim)
-                for row_id in rows:
-                    index.remove(row_id)
-                refs = [(row_id, role) for row_id, pairs in rows.items() for role, _ in pairs]
-                vectors = np.stack([v for pairs in rows.values() for _, v in pairs])
-                index.add_many(refs, vectors)
+                self._index(user_id, collection).add_many(
+                    [(row_id, meta, pairs) for row_id, (meta, pairs) in rows.items()]
+                )
+            self.version += 1
+
+    def load_arrays(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Add a snapshot's arrays (users, rows, collections, collection_names, roles,
+        vectors, meta) block by block with numpy grouping: a million vectors load in
+        seconds, without an object per vector."""
+        users, rows = arrays["users"], arrays["rows"]
+        if len(users) == 0:
+            return
+        names = [str(n) for n in arrays["collection_names"]]
+        user_keys, user_of = np.unique(
+            np.ascontiguousarray(users).view("V16").reshape(-1), return_inverse=True
+        )
+        row_keys, row_of = np.unique(
+            np.ascontiguousarray(rows).view("V16").reshape(-1), return_inverse=True
+        )
+        codes = arrays["collections"].astype(np.int64)
+        order = np.lexsort((row_of.reshape(-1), codes, user_of.reshape(-1)))
+        group = user_of.reshape(-1)[order] * (len(names) + 1) + codes[order]
+        row_sorted = row_of.reshape(-1)[order]
+        vectors = np.ascontiguousarray(arrays["vectors"][order], dtype=np.float32)
+        roles = arrays["roles"][order].astype(np.int16)
+        meta = arrays["meta"][order].astype(np.int64)
+        cuts = np.flatnonzero(np.diff(group)) + 1
+        starts, ends = np.append(0, cuts), np.append(cuts, len(order))
+        with self._lock:
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                new_row = np.flatnonzero(np.diff(row_sorted[start:end])) + 1
+                first = np.append(0, new_row).astype(np.int64)
+                row_ids = [uuid.UUID(bytes=bytes(b)) for b in row_keys[row_sorted[start + first]]]
+                user = uuid.UUID(bytes=bytes(user_keys[user_of.reshape(-1)[order[start]]]))
+                collection = names[int(codes[order[start]])]
+                self._indexes[(user, collection)] = _UserIndex.of_rows(
+                    self.dim,
+                    row_ids,
+                    first,
+                    meta[start:end][first],
+                    roles[start:end],
+                    vectors[start:end],
+                )
             self.version += 1
 
     def clear(self) -> None:
@@ -178,32 +404,106 @@ class VectorCache:
     def search(
         self, user_id: uuid.UUID, collection: str, query: Vector, k: int | None = None
     ) -> list[Hit]:
-        """Exact top-k (all, when k is None) by inner product = cosine on unit vectors."""
-        query = self._check(query).reshape(1, -1)
+        """Exact top-k vectors (all, when k is None) by inner product = cosine on unit
+        vectors, best first."""
+        query = self._check(query)
         with self._lock:
             index = self._indexes.get((user_id, collection))
-            if index is None or index.index.ntotal == 0:
+            if index is None or index.ntotal == 0:
                 return []
-            limit = index.index.ntotal if k is None else min(k, index.index.ntotal)
-            scores, ids = index.index.search(query, limit)
+            scores = index.vectors[: index.size] @ query
+            rows = len(index.row_ids)
+            owner = np.repeat(np.arange(rows), np.diff(np.append(index.first[:rows], index.size)))
+            scores[~index.alive[owner]] = -np.inf
+            live = np.flatnonzero(np.isfinite(scores))
+            limit = len(live) if k is None else min(k, len(live))
+            if limit < len(live):
+                live = live[np.argpartition(-scores[live], limit - 1)[:limit]]
+            order = live[np.argsort(-scores[live], kind="stable")]
             return [
-                Hit(row_id=index.refs[int(i)][0], role=index.refs[int(i)][1], score=float(s))
-                for s, i in zip(scores[0], ids[0], strict=True)
-                if i >= 0
+                Hit(index.row_ids[int(owner[i])], int(index.roles[i]), float(scores[i]))
+                for i in order.tolist()
             ]
 
+    def rank_rows(
+        self, user_id: uuid.UUID, collection: str, query: Vector, ranker: Ranker, limit: int
+    ) -> tuple[list[RankedRow], float]:
+        """The `limit` rows the ranker puts highest (it gives -inf to rows that cannot be
+        chosen), with every key's cosine, and the highest rank of the rows left out
+        (-inf: none). The ranking runs over arrays of the whole block; only the rows
+        returned become objects."""
+        query = self._check(query)
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            if index is None or index.ntotal == 0:
+                return [], -np.inf
+            top, rest = index.top(ranker(index.scores(query)), limit)
+            return [RankedRow(index.row_ids[i], index.roles_of(i, query)) for i in top], rest
+
+    def search_rows(
+        self, user_id: uuid.UUID, collection: str, query: Vector, k: int | None
+    ) -> RowSearch:
+        """The rows owning the top `k` vectors (all, when k is None), each scored on all
+        its keys, and the k-th vector score: no row outside has a key above it."""
+        hits = self.search(user_id, collection, query, k)
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            total = 0 if index is None else index.ntotal
+            query = self._check(query)
+            rows: dict[uuid.UUID, dict[int, float]] = {}
+            for hit in hits:
+                if hit.row_id not in rows and index is not None and hit.row_id in index.by_row:
+                    rows[hit.row_id] = index.roles_of(index.by_row[hit.row_id], query)
+        bound = None if k is None or len(hits) >= total or not hits else hits[-1].score
+        return RowSearch(rows, bound)
+
+    def user_rows(self, user_id: uuid.UUID, collection: str) -> int:
+        """Distinct rows held for one user: how large a profile is, without SQL."""
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            return 0 if index is None else len(index.by_row)
+
+    def holds_rows(self, user_id: uuid.UUID, collection: str, row_ids: Iterable[uuid.UUID]) -> int:
+        with self._lock:
+            index = self._indexes.get((user_id, collection))
+            return 0 if index is None else sum(1 for r in row_ids if r in index.by_row)
+
+    def capture(self) -> list[BlockView]:
+        """Every block as it is now, in O(blocks) under the lock: a snapshot encodes
+        these views afterwards, so requests never wait for the encoding."""
+        with self._lock:
+            views = []
+            for (user_id, collection), index in self._indexes.items():
+                rows = len(index.row_ids)
+                if not index.by_row:
+                    continue
+                views.append(
+                    BlockView(
+                        user_id,
+                        collection,
+                        index.row_ids,
+                        index.first[:rows],
+                        index.meta[:rows],
+                        index.alive[:rows].copy(),
+                        index.roles[: index.size],
+                        index.vectors[: index.size],
+                    )
+                )
+            return views
+
     def entries(self) -> Iterator[Entry]:
-        """Everything, for snapshots; the cache lock is held until the iteration ends."""
+        """Everything as objects (tests, small tools); the lock is held throughout."""
         with self._lock:
             for (user_id, collection), index in self._indexes.items():
-                for faiss_id, (row_id, role) in index.refs.items():
-                    vector = np.asarray(index.index.reconstruct(faiss_id), dtype=np.float32)
-                    yield Entry(user_id, collection, row_id, role, vector)
+                for row_id, i in index.by_row.items():
+                    meta = int(index.meta[i])
+                    for role, vector in index.pairs(i):
+                        yield Entry(user_id, collection, row_id, role, vector, meta)
 
     def count(self, collection: str | None = None) -> int:
         with self._lock:
             return sum(
-                idx.index.ntotal
+                idx.ntotal
                 for (_, coll), idx in self._indexes.items()
                 if collection is None or coll == collection
             )
@@ -229,4 +529,4 @@ class VectorCache:
 
     def has_user(self, user_id: uuid.UUID) -> bool:
         with self._lock:
-            return any(uid == user_id and idx.refs for (uid, _), idx in self._indexes.items())
+            return any(uid == user_id and idx.by_row for (uid, _), idx in self._indexes.items())

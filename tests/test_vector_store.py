@@ -12,6 +12,7 @@ from store.snapshot import (
     SnapshotInvalid,
     SnapshotMissing,
     read_snapshot,
+    read_snapshot_arrays,
     write_snapshot,
 )
 from store.vector_index import Entry, VectorCache, decode_vector, encode_vector
@@ -124,3 +125,81 @@ def test_load_keeps_every_role_of_a_row() -> None:
     roles = {h.role: h.score for h in cache.search(user, "instruction", unit(1))}
     assert roles[0] == pytest.approx(1.0, abs=1e-5)
     assert set(roles) == {0, 1}
+
+
+def test_snapshot_of_captured_blocks_round_trips_meta_and_skips_removed_rows(
+    tmp_path: Path,
+) -> None:
+    """The service writes from `capture()` (views of the blocks), not from entries: the
+    same vectors, roles and meta come back; removed rows do not; writes after the
+    capture do not leak into it."""
+    cache = VectorCache(8)
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    kept, gone = uuid.uuid4(), uuid.uuid4()
+    cache.put(alice, "instruction", kept, [(0, unit(1)), (1, unit(2))], meta=5)
+    cache.put(alice, "instruction", gone, [(0, unit(3))], meta=9)
+    cache.put(bob, "example", uuid.uuid4(), [(0, unit(4))])
+    cache.remove(alice, "instruction", gone)
+    views = cache.capture()
+    cache.put(alice, "instruction", uuid.uuid4(), [(0, unit(5))], meta=1)  # after capture
+    cache.remove(alice, "instruction", kept)  # after capture: still in this snapshot
+    write_snapshot(tmp_path, views, embedder_id="m", dim=8, last_change_seq=3, layout="L1")
+    manifest, loaded = read_snapshot(tmp_path, embedder_id="m", dim=8, layout="L1")
+    assert manifest.count == 3
+    got = sorted((e.user_id == alice, e.collection, e.role, e.meta) for e in loaded)
+    assert got == [
+        (False, "example", 0, 0),
+        (True, "instruction", 0, 5),
+        (True, "instruction", 1, 5),
+    ]
+    vectors = {(e.row_id, e.role): e.vector for e in loaded}
+    assert np.array_equal(vectors[(kept, 1)], unit(2))
+    with pytest.raises(SnapshotInvalid, match="meta packed"):
+        read_snapshot(tmp_path, embedder_id="m", dim=8, layout="another-domain-list")
+
+
+def test_removing_most_rows_compacts_the_block_and_keeps_search_exact() -> None:
+    cache = VectorCache(8)
+    user = uuid.uuid4()
+    rows = [uuid.uuid4() for _ in range(3000)]
+    for i, row in enumerate(rows):
+        cache.put(user, "instruction", row, [(0, unit(i))], meta=i)
+    for row in rows[:2500]:
+        cache.remove(user, "instruction", row)
+    assert cache.count() == 500 and cache.user_rows(user, "instruction") == 500
+    hits = cache.search(user, "instruction", unit(2999), k=3)
+    expected = sorted(range(2500, 3000), key=lambda i: -float(unit(i) @ unit(2999)))[:3]
+    assert [h.row_id for h in hits] == [rows[i] for i in expected]
+    assert {e.meta for e in cache.entries()} == set(range(2500, 3000))
+
+
+def test_loading_a_snapshot_as_arrays_equals_loading_its_entries(tmp_path: Path) -> None:
+    """The service's start-up path groups the snapshot's arrays into blocks with numpy;
+    it must hold what loading entry by entry holds, and search the same."""
+    rng = np.random.default_rng(3)
+    users = [uuid.uuid4() for _ in range(4)]
+    entries = []
+    for i in range(300):
+        row = uuid.uuid4()
+        user, collection = users[i % 4], ["instruction", "example"][i % 3 == 0]
+        for role in range(1 + i % 3):
+            v = rng.normal(size=8).astype(np.float32)
+            entries.append(Entry(user, collection, row, role, v / np.linalg.norm(v), i % 5))
+    rng.shuffle(entries)  # type: ignore[arg-type]
+    write_snapshot(tmp_path, entries, embedder_id="m", dim=8, last_change_seq=1)
+    _, arrays = read_snapshot_arrays(tmp_path, embedder_id="m", dim=8)
+    fast, slow = VectorCache(8), VectorCache(8)
+    fast.load_arrays(arrays)
+    slow.load(entries)
+    key = lambda e: (e.user_id, e.collection, e.row_id, e.role, e.meta, e.vector.tobytes())  # noqa: E731
+    assert sorted(map(key, fast.entries())) == sorted(map(key, slow.entries()))
+    assert fast.user_digests() == slow.user_digests()
+    query = unit(77)
+    for user in users:
+        assert fast.search(user, "instruction", query, k=7) == slow.search(
+            user, "instruction", query, k=7
+        )
+    # A loaded block still takes writes (it grows out of the shared array).
+    row = uuid.uuid4()
+    fast.put(users[0], "instruction", row, [(0, query)], meta=1)
+    assert fast.search(users[0], "instruction", query, k=1)[0].row_id == row

@@ -1,0 +1,229 @@
+"""A turn's standing-instruction selection at a cost bounded by what it returns.
+
+A profile small enough to go in whole (its conditional items fit the per-turn cap) is
+read whole, as selection needs every item to decide. A larger one is ranked in numpy
+over the user's contiguous vector block (store/vector_index.py): every row's best
+cosine over its keys, its domain and constraint terms from the meta packed with it, the
+same rank and evidence as personalization/selection.py computes, then only the top
+rows become objects and are fetched from SQL by id. The always-on rows come from a
+per-user memo keyed by the user's change stamp, so they cost no query per turn.
+
+Exactness: the top rows are the full ranking's prefix. If the selection over them
+reaches the per-turn cap, or leaves less budget than any item costs, the rows after
+them could not have changed it; otherwise more rows are taken (in the worst case all
+eligible ones). `omitted` lists the cut items among the rows taken, not across the
+whole profile (on a large profile that would be most of it)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from personalization.applicability import ApplicabilityModel, TurnDomains
+from personalization.compose import ProfileItem, render_item
+from personalization.embedder import Vectors
+from personalization.selection import (
+    CONSTRAINT_WEIGHT,
+    DOMAIN_WEIGHT,
+    Reason,
+    Selection,
+    SelectionPolicy,
+    Similarity,
+    select_applicable_instructions,
+)
+from personalization.text import estimate_tokens
+from store.index_manager import IndexManager
+from store.instructions import (
+    COLLECTION,
+    ROLE_CONDITION,
+    ROLE_REQUEST,
+    ROLE_TEXT,
+    ActiveInstruction,
+    InstructionRepository,
+)
+from store.models import InstructionKind
+from store.scope import UserScope
+from store.vector_index import (
+    META_ALWAYS_ON,
+    META_CONSTRAINT,
+    META_DOMAIN_SHIFT,
+    Ranker,
+    RowScores,
+)
+
+FIRST_K = 16  # rows taken first from a large profile's ranking (or 2 x the cap); x4
+GROWTH = 4
+# No standing instruction renders shorter than one with empty fields: when less budget
+# is left, no row outside the search could have gone in.
+Cost = Callable[[ActiveInstruction], int]
+MIN_ITEM_COST = estimate_tokens(render_item(ProfileItem("standing_instruction", {"text": ""})))
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    stamp: int
+    rows: list[ActiveInstruction]
+
+
+class AlwaysOnMemo:
+    """Each user's always-on rows, valid while the user's change stamp is unchanged: a
+    write anywhere moves the stamp (the turn's `ensure_fresh` reads it), so the memo
+    follows SQL like the vector cache does. Deleted users are forgotten."""
+
+    def __init__(self, instructions: InstructionRepository, index: IndexManager) -> None:
+        self._instructions = instructions
+        self._index = index
+        self._lock = threading.Lock()
+        self._memo: dict[uuid.UUID, _Memo] = {}
+        index.forget_hooks.append(self.forget)
+
+    def rows(self, scope: UserScope) -> list[ActiveInstruction]:
+        stamp = self._index.stamp(scope.user_id)
+        with self._lock:
+            held = self._memo.get(scope.user_id)
+        if held is not None and held.stamp == stamp:
+            return held.rows
+        # Read after the stamp: a write in between leaves a stamp below the database's,
+        # so the next turn refreshes the user and reads again (never the reverse).
+        rows = self._instructions.active(scope, always_on=True)
+        with self._lock:
+            self._memo[scope.user_id] = _Memo(stamp, rows)
+        return rows
+
+    def forget(self, user_id: uuid.UUID) -> None:
+        with self._lock:
+            self._memo.pop(user_id, None)
+
+
+def _domain_terms(
+    candidate: ActiveInstruction, turn: TurnDomains | None
+) -> tuple[float, float | None]:
+    """(domain affinity, the turn's score of a constraint's matched domain or None)."""
+    if turn is None or not candidate.domains:
+        return 0.0, None
+    constraint = (
+        turn.constraint_match(candidate.domains)
+        if candidate.kind == InstructionKind.constraint
+        else None
+    )
+    return turn.affinity(candidate.domains), constraint
+
+
+def similarities(
+    candidates: Sequence[ActiveInstruction],
+    keys: Mapping[uuid.UUID, Mapping[int, float]],
+    turn: TurnDomains | None,
+) -> dict[uuid.UUID, Similarity]:
+    """Each conditional candidate's cosines per key role and its domain terms."""
+    similarity: dict[uuid.UUID, Similarity] = {}
+    for candidate in candidates:
+        roles = keys.get(candidate.row_id, {})
+        if candidate.always_on or ROLE_TEXT not in roles:
+            continue
+        domain, constraint = _domain_terms(candidate, turn)
+        similarity[candidate.row_id] = Similarity(
+            text=roles[ROLE_TEXT],
+            condition=roles.get(ROLE_CONDITION),
+            request=roles.get(ROLE_REQUEST),
+            domain=domain,
+            constraint_domain=constraint,
+        )
+    return similarity
+
+
+RANK_SLACK = 1e-4  # rows this close to the last one taken are taken too (float32 vs 64)
+
+
+def ranker(turn: TurnDomains | None, order: Sequence[str], floor: float) -> Ranker:
+    """Rank and evidence of every row at once, as `Similarity.rank/evidence` give them;
+    -inf for the always-on rows and, when the floor applies, for rows below it."""
+    centred = np.array([turn.centred.get(d, np.nan) if turn else np.nan for d in order])
+    raw = np.array([turn.raw.get(d, np.nan) if turn and d in turn.about else np.nan for d in order])
+
+    def rank(rows: RowScores) -> npt.NDArray[np.float64]:
+        metas = rows.metas
+        bonus = np.zeros(len(metas))
+        constraint = np.full(len(metas), -np.inf)
+        if turn is not None and order:
+            has = ((metas[:, None] >> (META_DOMAIN_SHIFT + np.arange(len(order)))) & 1) != 0
+            known = has & ~np.isnan(centred)
+            affinity = np.where(known, centred, -np.inf).max(axis=1, initial=-np.inf)
+            bonus += DOMAIN_WEIGHT * np.where(known.any(axis=1), affinity, 0.0)
+            matched = has & ~np.isnan(raw) & ((metas & META_CONSTRAINT) != 0)[:, None]
+            constraint = np.where(matched, raw, -np.inf).max(axis=1, initial=-np.inf)
+            bonus += np.where(matched.any(axis=1), CONSTRAINT_WEIGHT, 0.0)
+        bonus[(metas & META_ALWAYS_ON) != 0] = -np.inf
+        best = rows.best.astype(np.float64)
+        ranks = best + bonus[rows.meta_of]
+        evidence = np.maximum(best, constraint[rows.meta_of])
+        ranks[evidence < floor] = -np.inf
+        return np.asarray(ranks, dtype=np.float64)
+
+    return rank
+
+
+def settled(selection: Selection, rest: float, policy: SelectionPolicy) -> bool:
+    """Could no row left out (the best of them ranks `rest`) change this selection? Not
+    if every item taken ranks above it, and the cap is reached or no item fits."""
+    taken = [s for s in selection.selected if s.reason != Reason.always_on]
+    if any(s.score <= rest + RANK_SLACK for s in taken):
+        return False
+    return len(taken) >= policy.max_items or policy.token_budget - selection.tokens < MIN_ITEM_COST
+
+
+class InstructionCandidates:
+    def __init__(
+        self,
+        instructions: InstructionRepository,
+        index: IndexManager,
+        applicability: ApplicabilityModel | None,
+        first_k: int | None = None,
+    ) -> None:
+        self._instructions = instructions
+        self._index = index
+        self._applicability = applicability
+        self._always_on = AlwaysOnMemo(instructions, index)
+        self._first_k = first_k
+
+    def select(
+        self,
+        scope: UserScope,
+        query: Vectors,
+        policy: SelectionPolicy,
+        cost: Cost,
+    ) -> Selection:
+        """The selection a scan of the whole profile gives (module docstring)."""
+        cache = self._index.cache
+        always = self._always_on.rows(scope)
+        held = cache.user_rows(scope.user_id, COLLECTION)
+        conditional = held - cache.holds_rows(scope.user_id, COLLECTION, (a.row_id for a in always))
+        if conditional == 0:
+            return select_applicable_instructions(always, {}, policy, cost)
+        turn = self._applicability.turn_domains(query) if self._applicability else None
+        if conditional <= policy.max_items:
+            # Small enough to go in whole: selection must see every item.
+            candidates = self._instructions.active(scope)
+            found = cache.search_rows(scope.user_id, COLLECTION, query, None)
+            return select_applicable_instructions(
+                candidates, similarities(candidates, found.rows, turn), policy, cost
+            )
+        # More conditional items than the cap: never whole, so rank from the top.
+        ranked = replace(policy, whole_profile=False)
+        rank = ranker(turn, self._instructions.domain_order, policy.floor)
+        always_ids = {a.row_id for a in always}
+        limit = self._first_k or max(FIRST_K, 2 * policy.max_items)
+        while True:
+            top, rest = cache.rank_rows(scope.user_id, COLLECTION, query, rank, limit)
+            keys = {row.row_id: row.roles for row in top if row.row_id not in always_ids}
+            fetched = self._instructions.active(scope, row_ids=list(keys), always_on=False)
+            selection = select_applicable_instructions(
+                always + fetched, similarities(fetched, keys, turn), ranked, cost
+            )
+            if rest == -np.inf or settled(selection, rest, ranked):
+                return selection
+            limit *= GROWTH
