@@ -106,3 +106,15 @@ class RuleBackend(RecordingBackend):
         else:
             text = self.answer
         return Completion(text=text, finish_reason="stop", model=self.model_id)
+
+
+class ExplodingBackend(RecordingBackend):
+    """A route-level failure nobody planned for: the request must get a clean 500."""
+
+    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
+        raise RuntimeError("injected failure")
+
+    def stream(
+        self, messages: Sequence[ChatMessage], settings: GenerationSettings
+    ) -> Iterator[Delta]:
+        raise RuntimeError("injected failure")

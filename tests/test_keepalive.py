@@ -5,30 +5,16 @@ request). One httpx.Client over a real socket to a real uvicorn server."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from personalization.backends import Completion, Delta, GenerationSettings
-from personalization.messages import ChatMessage
 from service.app import create_app
 from tests.conftest import make_settings
-from tests.fakes import HashingEmbedder, RecordingBackend
+from tests.fakes import ExplodingBackend, HashingEmbedder
 from tests.server_process import InThreadServer
-
-
-class ExplodingBackend(RecordingBackend):
-    """A route-level failure nobody planned for: the request must get a clean 500."""
-
-    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
-        raise RuntimeError("injected failure")
-
-    def stream(
-        self, messages: Sequence[ChatMessage], settings: GenerationSettings
-    ) -> Iterator[Delta]:
-        raise RuntimeError("injected failure")
 
 
 @pytest.fixture

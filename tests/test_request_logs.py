@@ -8,30 +8,18 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from personalization.backends import Completion, Delta, GenerationSettings
-from personalization.messages import ChatMessage
 from service.app import create_app
 from tests.conftest import ADMIN_TOKEN, Api, make_settings, wait_ready
-from tests.fakes import HashingEmbedder, RecordingBackend
+from tests.fakes import ExplodingBackend, HashingEmbedder, RecordingBackend
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
-
-
-class ExplodingBackend(RecordingBackend):
-    def complete(self, messages: Sequence[ChatMessage], settings: GenerationSettings) -> Completion:
-        raise RuntimeError("injected failure")
-
-    def stream(
-        self, messages: Sequence[ChatMessage], settings: GenerationSettings
-    ) -> Iterator[Delta]:
-        raise RuntimeError("injected failure")
 
 
 @pytest.fixture
