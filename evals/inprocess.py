@@ -5,6 +5,7 @@ a caller hands its own (tests pass fakes)."""
 
 from __future__ import annotations
 
+import os
 import secrets
 import tempfile
 import time
@@ -39,6 +40,9 @@ def in_process_service(
             # One trusted caller: the evaluator should measure the model, not the limiter.
             "rate_limit_per_minute": 0,
         }
+        if "TAILOR_LOG_LEVEL" not in os.environ:
+            # an access line per call would bury the job's own output
+            values["log_level"] = "WARNING"
         values.update(overrides)
         app = create_app(Settings(**values), embedder=embedder, backend=backend)
         with TestClient(app, raise_server_exceptions=False) as http:
