@@ -1,13 +1,15 @@
 """The in-memory vector cache: one contiguous float32 block per (user, collection),
-scored exactly by FAISS's inner-product kernel. Per-user exact search, never a shared
+scored exactly (one matrix-vector product). Per-user exact search, never a shared
 approximate index with a user filter (that loses recall and leaks). It is a cache of
 SQL and can always be rebuilt from it.
 
-Why a block and not a FAISS index object: selection ranks every row of a large profile
-by its best key plus the row's domain and kind terms (personalization/candidates.py),
-so it needs every vector's score, not FAISS's top k; a block the snapshot can write
-and load as one array also costs no object per vector. The scores are FAISS's
-(`pairwise_distances` with the inner-product metric: one BLAS call, exact)."""
+Why a block and not a FAISS index per user (the design before): selection ranks every
+row of a large profile by its best key plus the row's domain and kind terms
+(personalization/candidates.py), so it needs every vector's score, not a top k; a
+block is what the snapshot writes and loads as one array, with no object per vector;
+and a vector's score must not depend on the block around it, so every replica and
+every load path ranks ties alike (FAISS's kernels tried here changed the last bit with
+the block's size)."""
 
 from __future__ import annotations
 
@@ -18,21 +20,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import faiss
 import numpy as np
 import numpy.typing as npt
 
 Vector = npt.NDArray[np.float32]
-
-
-def inner_products(vectors: Vector, query: Vector) -> Vector:
-    """Every vector's inner product with the query (= cosine on unit vectors), exact."""
-    if len(vectors) == 0:
-        return np.empty(0, np.float32)
-    scores: Vector = faiss.pairwise_distances(
-        query.reshape(1, -1), np.ascontiguousarray(vectors), metric=faiss.METRIC_INNER_PRODUCT
-    )[0]
-    return scores
 
 
 def encode_vector(vector: Vector) -> bytes:
@@ -268,14 +259,14 @@ class _UserIndex:
         metas, meta_of = self._groups
         if self.size == 0:
             return RowScores(np.empty(0, np.float32), metas, meta_of)
-        per_vector = inner_products(self.vectors[: self.size], query)
+        per_vector = self.vectors[: self.size] @ query
         best = np.maximum.reduceat(per_vector, self.first[:rows])
         best[~self.alive[:rows]] = -np.inf
         return RowScores(best, metas, meta_of)
 
     def roles_of(self, index: int, query: Vector) -> dict[int, float]:
         start, end = self._span(index)
-        scores = inner_products(self.vectors[start:end], query)
+        scores = self.vectors[start:end] @ query
         roles: dict[int, float] = {}
         for role, score in zip(self.roles[start:end].tolist(), scores.tolist(), strict=True):
             roles[role] = max(score, roles.get(role, -np.inf))
@@ -429,7 +420,7 @@ class VectorCache:
             index = self._indexes.get((user_id, collection))
             if index is None or index.ntotal == 0:
                 return []
-            scores = inner_products(index.vectors[: index.size], query)
+            scores = index.vectors[: index.size] @ query
             rows = len(index.row_ids)
             owner = np.repeat(np.arange(rows), np.diff(np.append(index.first[:rows], index.size)))
             scores[~index.alive[owner]] = -np.inf
