@@ -1,5 +1,5 @@
 """The in-memory vector cache: one contiguous float32 block per (user, collection),
-scored exactly (one matrix-vector product). Per-user exact search, never a shared
+scored exactly (see inner_products). Per-user exact search, never a shared
 approximate index with a user filter (that loses recall and leaks). It is a cache of
 SQL and can always be rebuilt from it.
 
@@ -8,8 +8,8 @@ row of a large profile by its best key plus the row's domain and kind terms
 (personalization/candidates.py), so it needs every vector's score, not a top k; a
 block is what the snapshot writes and loads as one array, with no object per vector;
 and a vector's score must not depend on the block around it, so every replica and
-every load path ranks ties alike (FAISS's kernels tried here changed the last bit with
-the block's size)."""
+every load path ranks alike (FAISS's kernels and a BLAS matrix-vector product changed
+the last bit with a row's position; see inner_products)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,15 @@ import numpy as np
 import numpy.typing as npt
 
 Vector = npt.NDArray[np.float32]
+
+
+def inner_products(vectors: Vector, query: Vector) -> Vector:
+    """Every vector's inner product with the query (= cosine on unit vectors), exact.
+    einsum computes each row the same way wherever it sits; a BLAS matrix-vector
+    product does not (it handles rows in groups, so a row's last bit depends on its
+    position), and replicas whose blocks are laid out differently must rank alike."""
+    scores: Vector = np.einsum("ij,j->i", vectors, query)
+    return scores
 
 
 def encode_vector(vector: Vector) -> bytes:
@@ -259,14 +268,14 @@ class _UserIndex:
         metas, meta_of = self._groups
         if self.size == 0:
             return RowScores(np.empty(0, np.float32), metas, meta_of)
-        per_vector = self.vectors[: self.size] @ query
+        per_vector = inner_products(self.vectors[: self.size], query)
         best = np.maximum.reduceat(per_vector, self.first[:rows])
         best[~self.alive[:rows]] = -np.inf
         return RowScores(best, metas, meta_of)
 
     def roles_of(self, index: int, query: Vector) -> dict[int, float]:
         start, end = self._span(index)
-        scores = self.vectors[start:end] @ query
+        scores = inner_products(self.vectors[start:end], query)
         roles: dict[int, float] = {}
         for role, score in zip(self.roles[start:end].tolist(), scores.tolist(), strict=True):
             roles[role] = max(score, roles.get(role, -np.inf))
@@ -274,14 +283,28 @@ class _UserIndex:
 
     def top(self, ranks: npt.NDArray[np.float64], limit: int) -> tuple[list[int], float]:
         """Row indexes of the `limit` highest finite ranks, highest first, and the
-        highest rank left out (-inf when none is)."""
+        highest rank left out (-inf when none is). Equal ranks are ordered by row id,
+        never by position in the block, which differs between replicas and load paths."""
         finite = np.flatnonzero(np.isfinite(ranks))
-        if len(finite) > limit:
-            part = np.argpartition(-ranks[finite], limit)[: limit + 1]
-            finite = finite[part]
-        order = finite[np.argsort(-ranks[finite], kind="stable")]
+        order = _best_first(finite, ranks, limit + 1, lambda i: self.row_ids[i].bytes)
         rest = float(ranks[order[limit]]) if len(order) > limit else -np.inf
-        return order[:limit].tolist(), rest
+        return order[:limit], rest
+
+
+def _best_first(
+    candidates: npt.NDArray[np.intp],
+    values: npt.NDArray[Any],
+    limit: int,
+    tie_key: Callable[[int], bytes],
+) -> list[int]:
+    """The `limit` candidates with the highest values, highest first; exact ties by
+    `tie_key`, so the answer does not depend on where a vector sits in its block. Only
+    the candidates at or above the limit-th value are sorted in Python."""
+    if len(candidates) > limit:
+        cut = np.partition(values[candidates], len(candidates) - limit)[len(candidates) - limit]
+        candidates = candidates[values[candidates] >= cut]
+    ordered = sorted(candidates.tolist(), key=lambda i: (-float(values[i]), tie_key(i)))
+    return ordered[:limit]
 
 
 class VectorCache:
@@ -420,19 +443,22 @@ class VectorCache:
             index = self._indexes.get((user_id, collection))
             if index is None or index.ntotal == 0:
                 return []
-            scores = index.vectors[: index.size] @ query
+            scores = inner_products(index.vectors[: index.size], query)
             rows = len(index.row_ids)
             owner = np.repeat(np.arange(rows), np.diff(np.append(index.first[:rows], index.size)))
             scores[~index.alive[owner]] = -np.inf
             live = np.flatnonzero(np.isfinite(scores))
             limit = len(live) if k is None else min(k, len(live))
-            if limit < len(live):
-                live = live[np.argpartition(-scores[live], limit - 1)[:limit]]
-            order = live[np.argsort(-scores[live], kind="stable")]
-            return [
-                Hit(index.row_ids[int(owner[i])], int(index.roles[i]), float(scores[i]))
-                for i in order.tolist()
-            ]
+            row_ids, roles = index.row_ids, index.roles
+            order = _best_first(
+                live,
+                scores,
+                limit,
+                lambda i: (
+                    row_ids[int(owner[i])].bytes + int(roles[i]).to_bytes(4, "big", signed=True)
+                ),
+            )
+            return [Hit(row_ids[int(owner[i])], int(roles[i]), float(scores[i])) for i in order]
 
     def rank_rows(
         self, user_id: uuid.UUID, collection: str, query: Vector, ranker: Ranker, limit: int

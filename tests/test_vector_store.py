@@ -203,3 +203,29 @@ def test_loading_a_snapshot_as_arrays_equals_loading_its_entries(tmp_path: Path)
     row = uuid.uuid4()
     fast.put(users[0], "instruction", row, [(0, query)], meta=1)
     assert fast.search(users[0], "instruction", query, k=1)[0].row_id == row
+
+
+def test_equal_scores_and_positions_in_the_block_do_not_change_the_answer() -> None:
+    """Replicas (and a replica before and after a restart) hold a user's rows in
+    different block positions: ties are ordered by row id, and a row's score does not
+    depend on where it sits (found by the two-replica state machine)."""
+    rng = np.random.default_rng(3)
+    user = uuid.uuid4()
+    twin = rng.standard_normal(8).astype(np.float32)
+    twin /= np.linalg.norm(twin)
+    others = [rng.standard_normal(8).astype(np.float32) for _ in range(37)]
+    rows = [(uuid.uuid4(), twin) for _ in range(3)] + [
+        (uuid.uuid4(), v / np.linalg.norm(v)) for v in others
+    ]
+    query = rng.standard_normal(8).astype(np.float32)
+    answers = []
+    for order in (rows, rows[::-1], rows[5:] + rows[:5]):
+        cache = VectorCache(dim=8)
+        for row_id, vector in order:
+            cache.put(user, "examples", row_id, [(0, vector)])
+        answers.append([(h.row_id, h.score) for h in cache.search(user, "examples", query, k=10)])
+        answers.append([(h.row_id, h.score) for h in cache.search(user, "examples", twin, k=2)])
+    assert all(a == answers[0] for a in answers[0::2])
+    assert all(a == answers[1] for a in answers[1::2])
+    tied = [row_id for row_id, _ in answers[1]]
+    assert tied == sorted((r for r, _ in rows[:3]), key=lambda r: r.bytes)[:2]
