@@ -62,7 +62,7 @@ _LEAD = re.compile(
 )
 _TAIL = re.compile(
     r"(?:,?\s+by the way|,?\s+btw|,?\s+though|,\s+(?:so|which|but|because|since|otherwise|"
-    r"as|and so|it|they|lyrics|gyms|i|the)\b.*)$",
+    r"as|and so|it|they|lyrics|gyms|i|the)\b.*|\s+so\s+(?!much\b|many\b|far\b|often\b)\w.*)$",
     re.IGNORECASE,
 )
 _HYPOTHETICAL = re.compile(
@@ -85,7 +85,8 @@ _TASK = re.compile(
 _ONE_OFF = re.compile(r"\b(?:this|that|these|those|the following|it|this one|above)\b", re.I)
 _REACTION = re.compile(
     r"\bI (?:like|love|prefer|'ll take|will take) (?:the )?(?:first|second|third|last|"
-    r"other|former|latter|\w+ one)\b|\bI(?:'ll| will| was| were|'ve been|'d like to know|"
+    r"other|former|latter|\w+ one)\b|\bI (?:like|love|hate|prefer) (?:this|that|it|these|those)\b"
+    r"(?! when)|\bI(?:'ll| will| was| were|'ve been|'d like to know|"
     r" think| guess| mean| see| agree| wonder| hope| just| got| did| went| tried| used)\b",
     re.IGNORECASE,
 )
@@ -98,9 +99,11 @@ _ONE_OFF_STATE = re.compile(
     r"\bI(?:'m| am) (?:trying|looking|planning|hosting|organi[sz]ing|writing|reading|"
     r"waiting|moving|stuck|curious|wondering|thinking|at the|in the middle|not sure|a bit|"
     r"learning about|working on|going to|about to|getting|preparing|studying for)\b|"
+    r"\bI(?:'m| am) (?:\w+ )?(?:tired|nervous|excited|stressed|bored|worried|anxious|"
+    r"exhausted|confused|frustrated|overwhelmed|sick|sleepy|hungry|late|busy)\b|"
     r"\bI have (?:a|an|some) (?:job )?(?:question|meeting|exam|test|interview|deadline|"
     r"appointment|call|problem|issue|idea)\b|\bI have (?:\w+ )?(?:minutes|hours)\b|"
-    r"\b(?:today|tonight|tomorrow|right now|this (?:morning|afternoon|evening|weekend)|"
+    r"\b(?:today|tonight|tomorrow|later today|later|right now|this (?:morning|afternoon|evening|weekend)|"
     r"next (?:week|month)|at \d)\b",
     re.IGNORECASE,
 )
@@ -113,27 +116,55 @@ _ADVERBS = (
 _VERBS = (
     r"(?:love|like|enjoy|adore|prefer|hate|dislike|detest|avoid|want|need|use|play|read|"
     r"write|work|follow|keep|eat|drink|speak|have|own|live|rent|travel|pick|choose|adopt|"
-    r"buy|feed|homeschool|care|take|wear|watch|listen|cook|study|practi[sc]e|run|"
+    r"buy|feed|homeschool|care|take|wear|watch|listen|cook|study|practi[sc]e|run|get|"
+    r"'ve got|have got|can't stand|cannot stand|"
     r"do not|don't|dont|never|can't|cannot|can not|won't|am|'m|m|'d prefer|'d rather|"
     r"would prefer|would rather|wouldn't|'d like|would like)"
 )
 _FIRST_PERSON = re.compile(rf"\b(?:I|we)\s*{_ADVERBS}{_VERBS}\b", re.IGNORECASE)
 _FAVOURITE = re.compile(
-    r"\bis my (?:favou?rite|go-to|thing)\b|\bmy favou?rite\b|\btriggers? my\b", re.I
+    r"\bis my (?:favou?rite|go-to|thing)\b|\bmy favou?rite\b|\btriggers? my\b|"
+    r"\b(?:works?|is|are) (?:\w+ )?(?:better|best) for me\b",
+    re.I,
 )
 _SUBORDINATE = re.compile(r"^\W*(?:when|whenever|while|before|after|once)\b", re.I)
 _REQUEST = re.compile(
-    r"^\W*(?:(?:please|pls|kindly)\s+)?(?:(?:can|could|would) you\s+(?:please\s+)?)?"
+    r"^\W*(?:(?:from now on|going forward|in future|in the future),?\s+)?"
+    r"(?:(?:please|pls|kindly)\s+)?(?:(?:can|could|would) you\s+(?:please\s+)?)?"
     r"(?P<verb>always|never|don't|do not|avoid|stop|keep|use|reply|answer|respond|write|"
     r"include|cite|skip|talk|explain)\b(?P<rest>.*)$",
     re.IGNORECASE,
 )
 _PLEASE = re.compile(r"\b(?:please|pls|kindly|always|never|from now on|in general)\b", re.I)
+# "I have a flat tyre", "I have a spreadsheet with sales data": owning a thing is usually
+# the task at hand, while a condition, a dependant or a pet is lasting. A possession is
+# kept when it names one of those, or when the classifier is sure of it anyway.
+_POSSESSION = re.compile(r"^I (?:have|'ve got|have got|got)\b", re.IGNORECASE)
+_LASTING_POSSESSION = re.compile(
+    r"\b(?:dogs?|cats?|pupp(?:y|ies)|kittens?|pets?|parrots?|rabbits?|hamsters?|horses?|"
+    r"birds?|kids?|child(?:ren)?|sons?|daughters?|bab(?:y|ies)|toddlers?|teen(?:ager)?s?|"
+    r"twins|grandchildren|grandkids|allerg(?:y|ies)|intoleran(?:ce|t)|disease|disorder|"
+    r"syndrome|condition|diabetes|asthma|arthritis|migraines?|adhd|autism|dyslexia|anxiety|"
+    r"depression|epilepsy|c[o]?eliac|ibs|blood pressure|cholesterol|injur(?:y|ies)|"
+    r"tinnitus|insomnia|chronic|bad (?:back|knees?|hips?|shoulders?|ankles?|wrists?|eyes|"
+    r"hearing|eyesight)|(?:back|knee|joint|neck) pain|hearing loss|low vision)\b",
+    re.IGNORECASE,
+)
+POSSESSION_CONFIDENCE = 0.6
 _CONTRACTIONS = ((r"\bI'm\b", "I am"), (r"\bIm\b", "I am"), (r"\bdont\b", "don't"))
 
 
+# Phones and word processors type curly apostrophes and quotes: "I’m vegan" is "I'm vegan".
+_TYPOGRAPHIC = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
+# A standing request joined to a statement by a comma starts its own clause: "English is
+# not my first language, please always use simple words".
+_CLAUSE = re.compile(r"[,;]\s+(?=(?:please|pls|kindly|so please|from now on)\b)", re.IGNORECASE)
+
+
 def split_sentences(message: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE.split(message) if s and s.strip()]
+    text = message.translate(_TYPOGRAPHIC)
+    parts = (p.strip() for s in _SENTENCE.split(text) if s for p in _CLAUSE.split(s))
+    return [p for p in parts if p]
 
 
 def strip_lead(sentence: str) -> str:
@@ -270,6 +301,12 @@ def detect_statements(
     seen: set[str] = set()
     for cand, score in zip(found, scores, strict=True):
         if score < threshold or cand.text.lower() in seen:
+            continue
+        if (
+            _POSSESSION.match(cand.text)
+            and not _LASTING_POSSESSION.search(cand.text)
+            and score < max(threshold, POSSESSION_CONFIDENCE)
+        ):
             continue
         seen.add(cand.text.lower())
         out.append(
