@@ -54,15 +54,16 @@ class Candidate:
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+|(?<=:)\s+(?=[A-Z])")
 _LEAD = re.compile(
-    r"^(?:(?:hi|hello|hey|ok|okay|so|also|and|but|well|honestly|sadly|actually|anyway|"
+    r"^(?:(?:(?:no|yes|yeah|nah)(?=\s*[,.!;:-])|hi|hello|hey|ok|okay|so|also|and|but|well|"
+    r"honestly|sadly|actually|anyway|tbh|ngl|lol|"
     r"by the way|btw|just so you know|for the record|fyi|fun fact|quick note|"
-    r"quick note before we start|oh|ah|yeah|yes|no|thanks|one more thing|"
+    r"quick note before we start|oh|ah|thanks|one more thing|"
     r"good to know|note)\b[\s,:;!-]*)+",
     re.IGNORECASE,
 )
 _TAIL = re.compile(
     r"(?:,?\s+by the way|,?\s+btw|,?\s+though|,\s+(?:so|which|but|because|since|otherwise|"
-    r"as|and so|it|they|lyrics|gyms|i|the)\b.*|\s+so\s+(?!much\b|many\b|far\b|often\b)\w.*)$",
+    r"as|and so|it|they|lyrics|gyms|i|the)\b.*|\s+so\s+(?=(?:I|we|you|it|they|please|pls|no|anything|keep|never|always|don't)\b).*)$",
     re.IGNORECASE,
 )
 _HYPOTHETICAL = re.compile(
@@ -111,20 +112,26 @@ _ADVERBS = (
     r"(?:(?:really|always|usually|mostly|generally|also|honestly|truly|absolutely|just|"
     r"simply|totally|definitely|strongly|much|sadly|actually|normally|typically|still|"
     r"tend to|try to|do|kind of|rather|personally|only|mainly|increasingly|"
-    r"very|so)\s+)*"
+    r"very|so|\w+ly)\s+)*"
 )
 _VERBS = (
     r"(?:love|like|enjoy|adore|prefer|hate|dislike|detest|avoid|want|need|use|play|read|"
     r"write|work|follow|keep|eat|drink|speak|have|own|live|rent|travel|pick|choose|adopt|"
     r"buy|feed|homeschool|care|take|wear|watch|listen|cook|study|practi[sc]e|run|get|"
-    r"'ve got|have got|can't stand|cannot stand|"
+    r"'ve got|have got|can't stand|cannot stand|'m (?:so |really |totally )?(?:done with|into|over)|"
     r"do not|don't|dont|never|can't|cannot|can not|won't|am|'m|m|'d prefer|'d rather|"
     r"would prefer|would rather|wouldn't|'d like|would like)"
 )
 _FIRST_PERSON = re.compile(rf"\b(?:I|we)\s*{_ADVERBS}{_VERBS}\b", re.IGNORECASE)
 _FAVOURITE = re.compile(
-    r"\bis my (?:favou?rite|go-to|thing)\b|\bmy favou?rite\b|\btriggers? my\b|"
-    r"\b(?:works?|is|are) (?:\w+ )?(?:better|best) for me\b",
+    r"\bis my (?:\w+ )?(?:favou?rite|go-to|thing)\b|\bmy favou?rite\b|\btriggers? my\b|"
+    r"\b(?:works?|is|are) (?:\w+ )?(?:better|best) for me\b|"
+    # "running is just not for me", "fantasy isn't my thing", "no pork for me, ever"
+    r"\b(?:is|are)(?: just| really| simply)? not (?:for me|my thing)\b|"
+    r"\b(?:isn't|aren't|is not|are not)(?: really| just)? (?:for me|my thing)\b|"
+    r"^\W*no [\w-]+(?: [\w-]+)? for me\b|"
+    # "shellfish allergy here", "renter here", "big bebop nerd here", "window seat person"
+    r"^\W*(?:[\w-]+ ){1,4}(?:here|person|nerd|fan|lover)(?=\s*(?:[,.!;]|$))",
     re.I,
 )
 _SUBORDINATE = re.compile(r"^\W*(?:when|whenever|while|before|after|once)\b", re.I)
@@ -158,7 +165,9 @@ _CONTRACTIONS = ((r"\bI'm\b", "I am"), (r"\bIm\b", "I am"), (r"\bdont\b", "don't
 _TYPOGRAPHIC = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 # A standing request joined to a statement by a comma starts its own clause: "English is
 # not my first language, please always use simple words".
-_CLAUSE = re.compile(r"[,;]\s+(?=(?:please|pls|kindly|so please|from now on)\b)", re.IGNORECASE)
+_CLAUSE = re.compile(
+    r"[,;]\s+(?=(?:please|pls|kindly|so please|from now on)\b)|\s+[\u2014\u2013]\s+", re.IGNORECASE
+)
 
 
 def split_sentences(message: str) -> list[str]:
@@ -230,7 +239,9 @@ def candidate(sentence: str, message_index: int) -> Candidate | None:
     matches = list(_FIRST_PERSON.finditer(body))
     if _SUBORDINATE.search(body) and len(matches) > 1:
         matches = matches[1:]  # "When I work I prefer...": the main clause's subject
-    found = matches[0] if matches else _FAVOURITE.search(body)
+    favourite = _FAVOURITE.search(body)
+    first = matches[0] if matches else None
+    found = favourite if favourite and (first is None or favourite.start() < first.start()) else first
     if not found:
         return None
     clause = body[found.start() :] if found.re is _FIRST_PERSON else body
