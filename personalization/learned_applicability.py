@@ -8,8 +8,9 @@ Why on top of the lexical cues (personalization/constraint_cues.py): the cues we
 written while reading the dev split and miss wordings they were not written for (dev
 constraint recall 0.94 vs held-out 0.76 at 50 preferences). The regressions are checked
 by 5-fold cross-validation inside dev + heldout (kind 0.975, the question's domain in the
-top two 0.77; dev alone: 0.957, 0.73): they generalise to unseen wordings, so a constraint the cues miss is still a
-constraint, and still reaches the domains where such constraints were asked about.
+top two 0.77; dev alone: 0.957, 0.73): they generalise to unseen wordings, so a
+constraint the cues miss is still a constraint, and still reaches the domains where such
+constraints were asked about.
 
 The weights belong to one embedder: with another one (`model_id` or dimension differ)
 nothing is learned and derivation is lexical only."""

@@ -12,8 +12,8 @@ Needs scikit-learn (a dev dependency). Vectors are cached in /tmp (keyed by text
 from __future__ import annotations
 
 import argparse
-import random
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +36,7 @@ from personalization.applicability import (  # noqa: E402
 )
 from personalization.candidates import similarities  # noqa: E402
 from personalization.context import _cost, instruction_item  # noqa: E402
+from personalization.domains import DOMAINS  # noqa: E402
 from personalization.embedder import SentenceTransformerEmbedder, Vectors  # noqa: E402
 from personalization.learned_applicability import LearnedApplicability  # noqa: E402
 from personalization.selection import (  # noqa: E402
@@ -45,7 +46,7 @@ from personalization.selection import (  # noqa: E402
 from store.instructions import ROLE_TEXT, ActiveInstruction  # noqa: E402
 from store.models import InstructionKind  # noqa: E402
 
-CACHE = Path("/tmp/tailor-selection-replay-vectors.npz")
+CACHE = Path(tempfile.gettempdir()) / "tailor-selection-replay-vectors.npz"
 
 
 class CachedEmbedder:
@@ -122,21 +123,25 @@ def replay(
                     q = index[id(item)]
                     if q not in turns_domains:
                         turns_domains[q] = model.turn_domains(data.questions[q])
+                    question = data.questions[q]
                     keys = {
-                        instructions[r].row_id: {ROLE_TEXT: float(data.prefs[r] @ data.questions[q])}
+                        instructions[r].row_id: {ROLE_TEXT: float(data.prefs[r] @ question)}
                         for r in stored
                     }
                     sims = similarities(candidates, keys, turns_domains[q])
-                    chosen = select_applicable_instructions(
-                        candidates, sims, policy, lambda i: _cost(instruction_item(i))
-                    )
+                    chosen = select_applicable_instructions(candidates, sims, policy, cost)
                     target = instructions[q].row_id
                     ranked = [
-                        (s.score, s.instruction.row_id == target, _cost(instruction_item(s.instruction)))
+                        (s.score, s.instruction.row_id == target, cost(s.instruction))
                         for s in chosen.selected
                     ]
                     out.append(Turn(item, ranked))
     return out
+
+
+def cost(instruction: ActiveInstruction) -> int:
+    """What the service charges an instruction against the budget."""
+    return _cost(instruction_item(instruction))
 
 
 Rule = Callable[[list[tuple[float, bool, int]]], int]  # how many of the ranked to take
@@ -201,8 +206,22 @@ def score(turns: list[Turn], rule: Rule) -> dict[str, float]:
 
 def derive_shipped(model: ApplicabilityModel, data: Training) -> Derive:
     def derive(r: int, learned: LearnedApplicability | None) -> Derived:
-        model._learned = learned  # noqa: SLF001 (a replay swaps the fold's weights in)
+        model._learned = learned  # a replay swaps the fold's weights in
         return model.derive(data.items[r].preference, data.prefs[r])
+
+    return derive
+
+
+def derive_learned_kind(model: ApplicabilityModel, data: Training) -> Derive:
+    """No kind cues: the kind by regression alone; domains as shipped."""
+
+    def derive(r: int, learned: LearnedApplicability | None) -> Derived:
+        assert learned is not None
+        model._learned = learned
+        vector = data.prefs[r]
+        constraint = learned.is_constraint(vector)
+        kind = InstructionKind.constraint if constraint else InstructionKind.style
+        return model.derive(data.items[r].preference, vector, kind)
 
     return derive
 
@@ -216,19 +235,14 @@ def derive_learned_only(
     def derive(r: int, learned: LearnedApplicability | None) -> Derived:
         assert learned is not None
         vector = data.prefs[r]
-        model._learned = None  # noqa: SLF001
-        kind = (
-            InstructionKind.constraint
-            if learned.is_constraint(vector)
-            else InstructionKind.style
-        )
+        model._learned = None
+        constraint = learned.is_constraint(vector)
+        kind = InstructionKind.constraint if constraint else InstructionKind.style
         own = model.derive(data.items[r].preference, vector, InstructionKind.style).domains
-        if kind == InstructionKind.constraint:
+        if constraint:
             proba = learned.domain_probabilities(vector)
             order = np.argsort(-proba, kind="stable")[:domains]
-            from personalization.domains import DOMAINS
-
-            own = own + [DOMAINS[i] for i in order if proba[i] >= minimum and DOMAINS[i] not in own]
+            own += [DOMAINS[i] for i in order if proba[i] >= minimum and DOMAINS[i] not in own]
         return Derived(kind, own, [])
 
     return derive
@@ -264,40 +278,41 @@ def main() -> int:
     data = Training.build(embedder, items)
     model = ApplicabilityModel(embedder)
     splits = {s: [r for r in range(len(items)) if split_of[r] == s] for s in SEEN}
+    seen_both = {"dev", "heldout"}
     variants: dict[str, tuple[Derive, set[str] | None]] = {
         "cues only (no learned weights)": (derive_shipped(model, data), None),
         "shipped, learned trained on dev only": (derive_shipped(model, data), {"dev"}),
-        "shipped, learned trained on dev + heldout": (
-            derive_shipped(model, data),
-            {"dev", "heldout"},
-        ),
-        "learned only (2 domains, P >= 0.2), dev + heldout": (
-            derive_learned_only(model, data, 2, 0.2),
-            {"dev", "heldout"},
-        ),
-        "learned only (3 domains, P >= 0.05), dev + heldout": (
+        "shipped, learned trained on dev + heldout": (derive_shipped(model, data), seen_both),
+        "learned kind only (no kind cues)": (derive_learned_kind(model, data), seen_both),
+        "learned only (3 domains, P >= 0.05)": (
             derive_learned_only(model, data, 3, 0.05),
-            {"dev", "heldout"},
+            seen_both,
+        ),
+        "learned only (4 domains, P >= 0.03)": (
+            derive_learned_only(model, data, 4, 0.03),
+            seen_both,
         ),
     }
-    rules: dict[str, Rule] = {"top 10": fixed(10), "top 12": fixed(12), "top 14": fixed(14)}
-    for margin in (0.1, 0.15, 0.2, 0.25):
-        for low, high in ((6, 16), (8, 16), (8, 20), (5, 20)):
-            rules[f"within {margin} of best, {low}-{high}"] = within_best(margin, low, high)
-    for margin in (0.02, 0.04, 0.06, 0.08):
-        for low, high in ((6, 16), (7, 16), (8, 16), (8, 20)):
-            rules[f"within {margin} of the {low}th, max {high}"] = within_kth(margin, low, high)
+    rules: dict[str, Rule] = {f"top {k}": fixed(k) for k in (9, 10, 12, 14)}
+    for margin, low, high in ((0.2, 8, 16), (0.25, 6, 16), (0.25, 8, 16)):
+        rules[f"within {margin} of best, {low}-{high}"] = within_best(margin, low, high)
+    for margin, low, high in ((0.04, 7, 16), (0.06, 6, 16), (0.08, 6, 16)):
+        rules[f"within {margin} of the {low}th, max {high}"] = within_kth(margin, low, high)
+    of_split = {s: {id(items[r]) for r in rows} for s, rows in splits.items()}
     for name, (derive, train_on) in variants.items():
         derived = cross_fitted(data, derive, train_on, split_of)
         turns = replay(data, model, derived, splits, args.dealings)
         print(f"\n## {name}")
+        print("rule | recall / constraints / style (items, item tokens) | dev | heldout")
         for rule_name, rule in rules.items():
-            s = score(turns, rule)
-            flag = "" if s["items"] <= 10.0 else "  (over 10 items)"
-            print(
-                f"{rule_name:36s} recall {s['recall']:.3f} constraints {s['constraints']:.3f} "
-                f"style {s['style']:.3f} items {s['items']:.2f} item tokens {s['item_tokens']:.0f}{flag}"
-            )
+            parts = [score(turns, rule)] + [
+                score([t for t in turns if id(t.item) in of_split[s]], rule) for s in SEEN
+            ]
+            cells = [
+                f"{p['recall']:.3f} / {p['constraints']:.3f} / {p['style']:.3f}" for p in parts
+            ]
+            cells[0] += f" ({parts[0]['items']:.2f}, {parts[0]['item_tokens']:.0f})"
+            print(f"{rule_name} | " + " | ".join(cells), flush=True)
     return 0
 
 

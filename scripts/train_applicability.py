@@ -108,9 +108,7 @@ class Training:
             proto_y=np.array([DOMAINS.index(d) for d, _ in requests], dtype=np.int64),
         )
 
-    def fit(
-        self, rows: npt.NDArray[np.int64]
-    ) -> tuple[LogisticRegression, LogisticRegression]:
+    def fit(self, rows: npt.NDArray[np.int64]) -> tuple[LogisticRegression, LogisticRegression]:
         domains = LogisticRegression(C=C, max_iter=5000).fit(
             np.vstack([self.prefs[rows], self.proto]),
             np.concatenate([self.domain[rows], self.proto_y]),
