@@ -79,15 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--scale-data",
         type=Path,
-        help="selection-at-scale: folder with dev/ and heldout/ in PrefEval's explicit layout "
-        "(default: shipped set)",
+        help="selection-at-scale: folder with dev/, heldout/ and heldout2/ in PrefEval's explicit "
+        "layout (default: shipped set)",
     )
     run.add_argument(
         "--splits",
         type=_csv(),
-        default=scale.splits,
+        default=None,
         help="selection-at-scale and capture splits, each reported on its own "
-        "(default dev,heldout)",
+        f"(default: selection-at-scale {','.join(scale.splits)}, "
+        f"capture {','.join(capture_eval.CaptureConfig().splits)})",
     )
     run.add_argument(
         "--profile-sizes",
@@ -265,15 +266,17 @@ def _run(args: argparse.Namespace, embedder: Embedder | None, backend: ModelBack
     ):
         raise SystemExit("tailor-eval: --profile-sizes and --scale-limit must be at least 1")
     scale = selection_scale.ScaleConfig(
-        splits=args.splits, sizes=args.profile_sizes, seed=args.seed, limit=args.scale_limit
+        sizes=args.profile_sizes, seed=args.seed, limit=args.scale_limit
     )
+    if args.splits:
+        scale = dataclasses.replace(scale, splits=args.splits)
     if args.scale_data:
         scale = dataclasses.replace(scale, data=args.scale_data)
     if args.capture_limit is not None and args.capture_limit < 1:
         raise SystemExit("tailor-eval: --capture-limit must be at least 1")
-    capture = capture_eval.CaptureConfig(
-        splits=args.splits, source=args.capture_source, limit=args.capture_limit
-    )
+    capture = capture_eval.CaptureConfig(source=args.capture_source, limit=args.capture_limit)
+    if args.splits:
+        capture = dataclasses.replace(capture, splits=args.splits)
     if args.capture_data:
         capture = dataclasses.replace(capture, data=args.capture_data)
     options = JobOptions(

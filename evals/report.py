@@ -196,8 +196,9 @@ def _selection_at_scale(report: dict[str, Any]) -> str:
         "are shuffled and dealt into profiles of each size; a profile stores every "
         "preference as the user states it and asks its questions; a hit is the asked-about "
         "preference among the selected instructions. The last profile is topped up with "
-        "already-asked pairs (stored, not asked again). <b>Held-out is the figure that "
-        "counts</b>; dev is for tuning, and only its misses are listed.</p>"
+        "already-asked pairs (stored, not asked again). <b>The blind split ("
+        f"{escape(str(report.get('headline')))}) is the figure that counts</b>; the seen "
+        "splits were tuned or trained on, and only their misses are listed.</p>"
     ]
     sizes = [str(s) for s in cfg["sizes"]]
     out.append(
@@ -215,7 +216,7 @@ def _selection_at_scale(report: dict[str, Any]) -> str:
     )
     for split in selection_scale.ordered(report):
         found = splits[split]
-        label = "held-out: the figure that counts" if split == report["headline"] else "for tuning"
+        label = "blind: the figure that counts" if split == report["headline"] else "seen"
         out.append(f"<h3>{escape(split)} ({escape(label)}): {found['pairs']} pairs</h3>")
         out.append(_table(selection_scale.HEADER, selection_scale.rows(found)))
     largest = str(max(cfg["sizes"])) if sizes else None

@@ -97,7 +97,13 @@ def test_nightly_suite_against_a_real_server(tmp_path: Path) -> None:
         kinds = Counter(c.kind for c in load_split(CAPTURE_DATA, split))
         assert len(kinds) == 5 and entry["conversations"] == sum(min(3, n) for n in kinds.values())
     scale = results["suites"]["selection-at-scale"]
-    assert scale["splits"]["heldout"]["sizes"]["50"]["turns"] == 40  # one profile of 40
+    # every split by default, the blind heldout2 the headline; one profile of 40 each
+    assert scale["headline"] == "heldout2" and list(scale["splits"]) == [
+        "dev",
+        "heldout",
+        "heldout2",
+    ]
+    assert all(found["sizes"]["50"]["turns"] == 40 for found in scale["splits"].values())
     assert "mcq accuracy" in done.stdout and "selection: precision" in done.stdout
     assert (out / "report.html").read_text().count("<svg") >= 4
     assert users.json()["total"] == 0  # the job removed the users it made

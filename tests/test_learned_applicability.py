@@ -6,6 +6,8 @@ this test (not from the evaluation data), so they do not depend on any cross-val
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,3 +124,17 @@ def test_shipped_weights_with_minilm_are_deterministic_and_sane() -> None:
     shrimp = model.derive(texts[0], vectors[0])
     assert shrimp.kind == InstructionKind.constraint and "food" in shrimp.domains
     assert model.derive(texts[0], vectors[0]) == shrimp
+
+
+def test_training_refuses_the_blind_split() -> None:
+    """heldout2 is the reporting split: the training script will not learn from it (it
+    stops before loading any model or data)."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "train_applicability.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--splits", "dev,heldout2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 2 and "heldout2 is the blind reporting split" in done.stderr

@@ -98,9 +98,9 @@ class ScriptedClient:
 
 def test_figures_are_what_context_answered(tmp_path: Path) -> None:
     items = write_split(tmp_path, "dev", 6)
-    write_split(tmp_path, "heldout", 3, tag="h")
+    write_split(tmp_path, "heldout2", 3, tag="h")
     client = ScriptedClient()
-    cfg = ScaleConfig(data=tmp_path, sizes=(1, 10), seed=3)
+    cfg = ScaleConfig(data=tmp_path, splits=("dev", "heldout2"), sizes=(1, 10), seed=3)
     report = selection_scale.run(client, cfg, progress=False)
 
     assert not client.users  # every user removed
@@ -108,10 +108,10 @@ def test_figures_are_what_context_answered(tmp_path: Path) -> None:
     assert Counter(client.created) == Counter(set(client.created))
     assert sorted(q for _, q in client.asked) == sorted(
         [i.question for i in items] * 2
-        + [i.question for i in load_items(tmp_path / "heldout", forms=("explicit",))] * 2
+        + [i.question for i in load_items(tmp_path / "heldout2", forms=("explicit",))] * 2
     )
     dev = report["splits"]["dev"]
-    assert report["headline"] == "heldout" and dev["pairs"] == 24
+    assert report["headline"] == "heldout2" and dev["pairs"] == 24
     one, ten = dev["sizes"]["1"], dev["sizes"]["10"]
     # Size 1: the marked half reach the model, the rest get an empty context.
     assert one["recall"] == proportion(12, 24)
@@ -131,12 +131,12 @@ def test_figures_are_what_context_answered(tmp_path: Path) -> None:
     per_turn = [h for h, p in zip(held, profiles, strict=True) for _ in p.asked]
     assert ten["turns"] == 24 and ten["items_per_turn"] == round(sum(per_turn) / 24, 3)
     assert ten["empty_rate"] == proportion(per_turn.count(0), 24)
-    # Dev lists its misses at the largest size; held-out never does.
+    # A seen split lists its misses at the largest size; the blind one never does.
     assert len(ten["misses"]) == 12 and "misses" not in one
-    assert "misses" not in report["splits"]["heldout"]["sizes"]["10"]
+    assert "misses" not in report["splits"]["heldout2"]["sizes"]["10"]
 
     named = {m["name"]: m for m in metrics(report)}
-    recall = named["selection_at_scale.heldout.size=10.recall"]
+    recall = named["selection_at_scale.heldout2.size=10.recall"]
     assert (recall["kind"], recall["n"]) == ("rate", 12)
     assert named["selection_at_scale.dev.size=1.empty_rate"]["better"] == "lower"
     assert named["selection_at_scale.dev.size=10.tokens_per_turn"]["kind"] == "cost"
@@ -145,7 +145,7 @@ def test_figures_are_what_context_answered(tmp_path: Path) -> None:
     assert len(named) == 2 * 2 * 6
 
     table = selection_scale.markdown(report)
-    assert table.index("heldout (the figure that counts)") < table.index("dev (tuning)")
+    assert table.index("heldout2 (the figure that counts)") < table.index("dev (seen)")
     assert "| 1 | 0.500 [0.31, 0.69] |" in table  # dev, 12 of 24
 
 
@@ -189,7 +189,8 @@ def test_over_the_real_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
         monkeypatch.setattr(c, "context", context)
         monkeypatch.setattr(c, "add_instruction", add)
-        report = selection_scale.run(c, ScaleConfig(data=tmp_path, sizes=(1, 5)), progress=False)
+        cfg = ScaleConfig(data=tmp_path, splits=("dev", "heldout"), sizes=(1, 5))
+        report = selection_scale.run(c, cfg, progress=False)
         left = c.api.list_users()
     assert left["total"] == 0
     preference_of = {i.question: i.preference for i in items}
@@ -212,6 +213,7 @@ def test_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     data = tmp_path / "data"
     write_split(data, "dev", 3)
     write_split(data, "heldout", 2, tag="h")
+    write_split(data, "heldout2", 1, tag="b")
     out = tmp_path / "run"
     args = [
         *("run", "--suite", "selection-at-scale", "--in-process", "--no-progress"),
@@ -221,15 +223,18 @@ def test_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     results = json.loads((out / "results.json").read_text())
     scale = results["suites"]["selection-at-scale"]
     assert scale["config"]["sizes"] == [1, 4] and scale["splits"]["heldout"]["pairs"] == 8
-    assert {m["name"].split(".")[1] for m in results["metrics"]} == {"dev", "heldout"}
+    # By default every split runs; the blind heldout2 is the headline, the others are seen.
+    assert scale["headline"] == "heldout2" and scale["splits"]["heldout2"]["pairs"] == 4
+    assert {m["name"].split(".")[1] for m in results["metrics"]} == {"dev", "heldout", "heldout2"}
+    assert "misses" in scale["splits"]["heldout"]["sizes"]["4"]
+    assert "misses" not in scale["splits"]["heldout2"]["sizes"]["4"]
     html = (out / "report.html").read_text()
     section = html[html.index("<h2>Selection at scale</h2>") :]
-    assert section.index("heldout (held-out: the figure that counts)") < section.index(
-        "dev (for tuning)"
-    )
+    assert section.index("heldout2 (blind: the figure that counts)") < section.index("dev (seen)")
+    assert "heldout (seen)" in section
     assert "Recall per topic, 4 preferences per profile" in section and "<svg" in section
     printed = capsys.readouterr().out
-    assert "selection at scale, heldout (the figure that counts):" in printed
+    assert "selection at scale, heldout2 (the figure that counts):" in printed
     # Gated like the other suites: the same figures again pass.
     again = [*args[:-6], "--out", str(tmp_path / "again"), *args[-4:]]
     again += ["--previous", str(out / "results.json")]
