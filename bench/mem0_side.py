@@ -1,0 +1,157 @@
+"""mem0's side of bench/mem0_compare.py. Runs in the bench's own virtualenv (mem0ai
+2.2.1), never in the project's, and talks to the driver through two JSON files:
+
+    .bench-venv/mem0/bin/python bench/mem0_side.py SPEC.json OUT.json
+
+SPEC: the packaged MiniLM's path, torch threads, top k, warm-up count, every user's
+memory texts, the (user, query) pairs and the vector stores to run. OUT: per store the
+fill time and, per search variant, every search's milliseconds and the texts it
+returned; plus one bare query embedding per query, timed in this process (the ratio's
+denominator), and the versions that ran.
+
+No LLM is called: memories go in with `add(infer=False)`. Two shortcuts that leave
+search untouched, both for the fill only: the stored texts' vectors are computed up
+front in batches by mem0's own embedder model and handed to `add` through a memo (10k
+single-sentence calls would dominate the run), and the FAISS store's `_save` (it
+rewrites the whole index and a JSON docstore on every insert: quadratic) runs once at
+the end instead of after each insert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+
+def _store_config(store: str, dims: int, workdir: Path) -> dict[str, Any]:
+    if store == "faiss":
+        # mem0's defaults: euclidean distance, score 1 / (1 + squared distance)
+        return {
+            "collection_name": "bench",
+            "path": str(workdir / "faiss"),
+            "embedding_model_dims": dims,
+        }
+    if store == "qdrant":
+        # local mode (no server), in memory; the default store of mem0's OSS Memory
+        return {
+            "collection_name": "bench",
+            "path": str(workdir / "qdrant"),
+            "embedding_model_dims": dims,
+        }
+    raise ValueError(f"unknown store {store!r}")
+
+
+def _search_variants(store: str) -> list[tuple[str, dict[str, Any]]]:
+    """mem0's default search, and for qdrant also without the default score threshold
+    (0.1 on cosine), to tell the store's behaviour from the threshold's."""
+    if store == "qdrant":
+        return [("defaults", {}), ("threshold=0", {"threshold": 0.0})]
+    return [("defaults", {})]
+
+
+def _timed_ms(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return (time.perf_counter() - start) * 1000, result
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(int(spec["threads"]))
+    from mem0 import Memory
+
+    workdir = Path(tempfile.mkdtemp(prefix="mem0-bench-"))
+    users: dict[str, list[str]] = spec["users"]
+    queries: list[list[str]] = spec["queries"]
+    limit, warmup = int(spec["limit"]), int(spec["warmup"])
+    distinct = sorted({text for texts in users.values() for text in texts})
+    out: dict[str, Any] = {"runs": []}
+    model: Any = None
+    for store in spec["stores"]:
+        config = {
+            "embedder": {
+                "provider": "huggingface",
+                "config": {
+                    "model": spec["model_path"],
+                    "embedding_dims": 384,
+                    "model_kwargs": {"device": "cpu", "local_files_only": True},
+                },
+            },
+            "vector_store": {"provider": store, "config": _store_config(store, 384, workdir)},
+            # constructed by Memory() but never called: every add has infer=False
+            "llm": {"provider": "openai", "config": {"api_key": "unused-no-llm-call"}},
+            "history_db_path": str(workdir / f"history-{store}.db"),
+        }
+        memory = Memory.from_config(config)
+        model = memory.embedding_model.model
+        vectors = model.encode(distinct, batch_size=32, convert_to_numpy=True)
+        memo = {text: vectors[i].tolist() for i, text in enumerate(distinct)}
+        embed = memory.embedding_model.embed
+
+        def memo_embed(text: str, memory_action: str | None = None, *, _e: Any = embed) -> Any:
+            if memory_action == "add" and text in memo:
+                return memo[text]
+            return _e(text, memory_action)
+
+        memory.embedding_model.embed = memo_embed
+        vector_store = memory.vector_store
+        save = getattr(vector_store, "_save", None) if store == "faiss" else None
+        if save is not None:
+            vector_store._save = lambda: None
+        start = time.perf_counter()
+        for user, texts in users.items():
+            for text in texts:
+                memory.add([{"role": "user", "content": text}], user_id=user, infer=False)
+        if save is not None:
+            vector_store._save = save
+            save()
+        fill_s = time.perf_counter() - start
+        memory.embedding_model.embed = embed
+        searches = []
+        for label, kwargs in _search_variants(store):
+
+            def search(user: str, query: str, _kw: dict[str, Any] = kwargs) -> Any:
+                return memory.search(query, top_k=limit, filters={"user_id": user}, **_kw)
+
+            for user, query in queries[:warmup]:
+                search(user, query)
+            times, found = [], []
+            for user, query in queries:
+                ms, result = _timed_ms(lambda u=user, q=query: search(u, q))
+                times.append(ms)
+                found.append([item["memory"] for item in result["results"]])
+            searches.append({"label": label, "ms": times, "found": found})
+        out["runs"].append({"store": store, "fill_s": fill_s, "searches": searches})
+    if model is not None:
+        for _, query in queries[:warmup]:
+            model.encode(query, convert_to_numpy=True)
+        out["embed_ms"] = [
+            _timed_ms(lambda q=query: model.encode(q, convert_to_numpy=True))[0]
+            for _, query in queries
+        ]
+    out["versions"] = {
+        name: metadata.version(name)
+        for name in ("mem0ai", "torch", "sentence-transformers", "faiss-cpu", "qdrant-client")
+    }
+    return out
+
+
+def main() -> None:
+    os.environ["MEM0_TELEMETRY"] = "False"  # no PostHog calls (read at import)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    spec_path, out_path = Path(sys.argv[1]), Path(sys.argv[2])
+    os.environ.setdefault("MEM0_DIR", tempfile.mkdtemp(prefix="mem0-dir-"))
+    result = run(json.loads(spec_path.read_text()))
+    out_path.write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
