@@ -351,6 +351,8 @@ def main() -> None:
                 lines.append(f"mem0: {theirs}")
             else:
                 versions = theirs["versions"]
+                fills = ", ".join(f"{r['store']} {r['fill_s']:.0f} s" for r in theirs["runs"])
+                lines[0] += f"; mem0 fill: {fills}"
                 base = statistics.median(theirs["embed_ms"])
                 lines.append(
                     row(
@@ -364,7 +366,7 @@ def main() -> None:
                 )
                 for run in theirs["runs"]:
                     for search in run["searches"]:
-                        name = f"mem0 {run['store']}: search ({search['label']}; fill {run['fill_s']:.0f} s)"
+                        name = f"mem0 {run['store']}: search ({search['label']})"
                         lines.append(row(name, search["ms"], base, search["found"], truth, args.k))
             print("\n".join(lines), flush=True)
             tables.extend(lines)

@@ -61,17 +61,60 @@ def _timed_ms(fn: Any) -> tuple[float, Any]:
     return (time.perf_counter() - start) * 1000, result
 
 
+def _fill(memory: Any, store: str, users: dict[str, list[str]]) -> float:
+    """Adds every memory with infer=False; the fill's seconds (see the module's note)."""
+    distinct = sorted({text for texts in users.values() for text in texts})
+    vectors = memory.embedding_model.model.encode(distinct, batch_size=32, convert_to_numpy=True)
+    memo = {text: vectors[i].tolist() for i, text in enumerate(distinct)}
+    embed = memory.embedding_model.embed
+
+    def memo_embed(text: str, memory_action: str | None = None) -> Any:
+        if memory_action == "add" and text in memo:
+            return memo[text]
+        return embed(text, memory_action)
+
+    memory.embedding_model.embed = memo_embed
+    vector_store = memory.vector_store
+    save = getattr(vector_store, "_save", None) if store == "faiss" else None
+    if save is not None:
+        vector_store._save = lambda: None
+    start = time.perf_counter()
+    for user, texts in users.items():
+        for text in texts:
+            memory.add([{"role": "user", "content": text}], user_id=user, infer=False)
+    if save is not None:
+        vector_store._save = save
+        save()
+    memory.embedding_model.embed = embed
+    return time.perf_counter() - start
+
+
+def _searches(memory: Any, store: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    queries: list[list[str]] = spec["queries"]
+    out = []
+    for label, kwargs in _search_variants(store):
+
+        def search(user: str, query: str, kw: dict[str, Any] = kwargs) -> Any:
+            return memory.search(query, top_k=int(spec["limit"]), filters={"user_id": user}, **kw)
+
+        for user, query in queries[: int(spec["warmup"])]:
+            search(user, query)
+        times, found = [], []
+        for user, query in queries:
+            ms, result = _timed_ms(lambda u=user, q=query: search(u, q))
+            times.append(ms)
+            found.append([item["memory"] for item in result["results"]])
+        out.append({"label": label, "ms": times, "found": found})
+    return out
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(int(spec["threads"]))
-    from mem0 import Memory
+    from mem0 import Memory  # type: ignore[import-not-found]  # the bench venv only
 
     workdir = Path(tempfile.mkdtemp(prefix="mem0-bench-"))
-    users: dict[str, list[str]] = spec["users"]
-    queries: list[list[str]] = spec["queries"]
-    limit, warmup = int(spec["limit"]), int(spec["warmup"])
-    distinct = sorted({text for texts in users.values() for text in texts})
     out: dict[str, Any] = {"runs": []}
     model: Any = None
     for store in spec["stores"]:
@@ -91,46 +134,13 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         }
         memory = Memory.from_config(config)
         model = memory.embedding_model.model
-        vectors = model.encode(distinct, batch_size=32, convert_to_numpy=True)
-        memo = {text: vectors[i].tolist() for i, text in enumerate(distinct)}
-        embed = memory.embedding_model.embed
-
-        def memo_embed(text: str, memory_action: str | None = None, *, _e: Any = embed) -> Any:
-            if memory_action == "add" and text in memo:
-                return memo[text]
-            return _e(text, memory_action)
-
-        memory.embedding_model.embed = memo_embed
-        vector_store = memory.vector_store
-        save = getattr(vector_store, "_save", None) if store == "faiss" else None
-        if save is not None:
-            vector_store._save = lambda: None
-        start = time.perf_counter()
-        for user, texts in users.items():
-            for text in texts:
-                memory.add([{"role": "user", "content": text}], user_id=user, infer=False)
-        if save is not None:
-            vector_store._save = save
-            save()
-        fill_s = time.perf_counter() - start
-        memory.embedding_model.embed = embed
-        searches = []
-        for label, kwargs in _search_variants(store):
-
-            def search(user: str, query: str, _kw: dict[str, Any] = kwargs) -> Any:
-                return memory.search(query, top_k=limit, filters={"user_id": user}, **_kw)
-
-            for user, query in queries[:warmup]:
-                search(user, query)
-            times, found = [], []
-            for user, query in queries:
-                ms, result = _timed_ms(lambda u=user, q=query: search(u, q))
-                times.append(ms)
-                found.append([item["memory"] for item in result["results"]])
-            searches.append({"label": label, "ms": times, "found": found})
-        out["runs"].append({"store": store, "fill_s": fill_s, "searches": searches})
+        fill_s = _fill(memory, store, spec["users"])
+        out["runs"].append(
+            {"store": store, "fill_s": fill_s, "searches": _searches(memory, store, spec)}
+        )
     if model is not None:
-        for _, query in queries[:warmup]:
+        queries: list[list[str]] = spec["queries"]
+        for _, query in queries[: int(spec["warmup"])]:
             model.encode(query, convert_to_numpy=True)
         out["embed_ms"] = [
             _timed_ms(lambda q=query: model.encode(q, convert_to_numpy=True))[0]
