@@ -145,6 +145,7 @@ class TailorSide:
             admin_token=ADMIN,
             rate_limit_per_minute=0,
             snapshot_interval_s=3600,
+            log_level="WARNING",  # no access line per call
         )
         self.threads = apply_thread_settings(self.settings, load_torch=True).torch
         self.embedder = SentenceTransformerEmbedder()
@@ -310,7 +311,8 @@ def main() -> None:
     parser.add_argument("--stores", default="faiss,qdrant", help="mem0 vector stores")
     parser.add_argument("--venv", type=Path, default=VENV)
     args = parser.parse_args()
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     reason = ensure_venv(args.venv)
     if reason:
         print(f"mem0_compare: skipped, no mem0 virtualenv ({reason})")
