@@ -113,17 +113,20 @@ def ensure_venv(venv: Path) -> str | None:
         [str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
     ]
     print(
-        f"mem0: making {venv.relative_to(ROOT)} (mem0ai, faiss, sentence-transformers)...",
+        f"mem0: making {venv} (mem0ai, faiss, sentence-transformers)...",
         flush=True,
     )
     for step in steps:
         if step[1:3] == ["-m", "venv"] and python.exists():
             continue
-        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(step, capture_output=True, text=True, check=False)
+        except OSError as error:
+            return f"`{' '.join(step[1:])}` could not start: {error}"
         if done.returncode != 0:
             errors = [li for li in (done.stderr or done.stdout).splitlines() if "ERROR" in li]
-            last = (errors or (done.stderr or done.stdout).strip().splitlines() or ["?"])[-1]
-            return f"`{' '.join(step[1:])}` failed: {last.strip()}"
+            first = (errors or (done.stderr or done.stdout).strip().splitlines() or ["?"])[0]
+            return f"`{' '.join(step[1:])}` failed (offline?): {first.strip()}"
     stamp.touch()
     return None
 
