@@ -22,6 +22,6 @@ bench:
 		&& .venv/bin/python bench/profile_size.py --sizes $(BENCH_SIZES) --queries 50 \
 		&& .venv/bin/python bench/snapshot_stall.py --users $(BENCH_SNAP_USERS) \
 			--per-user $(BENCH_SNAP_PER_USER) \
-		&& .venv/bin/python bench/mem0_compare.py --users 100 --memories 100 --queries 200
+		&& .venv/bin/python bench/mem0_compare.py --users 100 --memories 100 --queries 100
 eval:
 	scripts/setup.sh && .venv/bin/tailor-eval run --suite nightly --in-process --out runs/$$(date +%F)

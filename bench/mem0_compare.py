@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.context_latency import QUERIES, TOPICS, percentile  # noqa: E402
+from bench.mem0_side import interleaved  # noqa: E402
 
 ADMIN = "bench-admin-token-" + "x" * 20
 VENV = ROOT / ".bench-venv" / "mem0"
@@ -207,17 +208,6 @@ class TailorSide:
         return decode_vector(self.keys[text].text, self.embedder.dim)
 
 
-def timed(fn: Any, items: Sequence[Any], warmup: int) -> tuple[list[float], list[Any]]:
-    for item in items[:warmup]:
-        fn(item)
-    times, results = [], []
-    for item in items:
-        start = time.perf_counter()
-        results.append(fn(item))
-        times.append((time.perf_counter() - start) * 1000)
-    return times, results
-
-
 def run_tailor(
     tailor: TailorSide, kind: str, data: Mapping[str, list[str]], queries: list[tuple[str, str]],
     k: int, warmup: int,
@@ -240,12 +230,8 @@ def run_tailor(
         hits = ports.index.cache.search(scope.user_id, COLLECTION, vector, None)
         return [text_of[h.row_id] for h in hits if h.role == ROLE_TEXT][:k]
 
-    results = {
-        "bare": timed(lambda q: tailor.embedder.embed([q[1]]), queries, warmup),
-        "context": timed(context, queries, warmup),
-        "exact": timed(exact, queries, warmup),
-    }
-    return results, fill_s
+    paths = {"bare": lambda q: tailor.embedder.embed([q[1]]), "context": context, "exact": exact}
+    return interleaved(paths, queries, warmup), fill_s
 
 
 def run_mem0(
@@ -356,7 +342,9 @@ def main() -> None:
                 lines.append(f"mem0: {theirs}")
             else:
                 versions = theirs["versions"]
-                fills = ", ".join(f"{r['store']} {r['fill_s']:.0f} s" for r in theirs["runs"])
+                fills = ", ".join(
+                    dict.fromkeys(f"{r['store']} {r['fill_s']:.0f} s" for r in theirs["runs"])
+                )
                 lines[0] += f"; mem0 fill: {fills}"
                 base = statistics.median(theirs["embed_ms"])
                 lines.append(
@@ -370,9 +358,8 @@ def main() -> None:
                     )
                 )
                 for run in theirs["runs"]:
-                    for search in run["searches"]:
-                        name = f"mem0 {run['store']}: search ({search['label']})"
-                        lines.append(row(name, search["ms"], base, search["found"], truth, args.k))
+                    name = f"mem0 {run['store']}: search ({run['label']})"
+                    lines.append(row(name, run["ms"], base, run["found"], truth, args.k))
             print("\n".join(lines), flush=True)
             tables.extend(lines)
     finally:

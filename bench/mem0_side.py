@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,10 +57,23 @@ def _search_variants(store: str) -> list[tuple[str, dict[str, Any]]]:
     return [("defaults", {})]
 
 
-def _timed_ms(fn: Any) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = fn()
-    return (time.perf_counter() - start) * 1000, result
+def interleaved(
+    paths: dict[str, Callable[[Any], Any]], items: Sequence[Any], warmup: int
+) -> dict[str, tuple[list[float], list[Any]]]:
+    """Every path on every item, the paths taking turns per item, so a shared machine's
+    load falls on all of them alike: per path, its milliseconds and its results. The
+    first `warmup` items run untimed first. (bench/mem0_compare.py uses it too.)"""
+    for item in items[:warmup]:
+        for fn in paths.values():
+            fn(item)
+    out: dict[str, tuple[list[float], list[Any]]] = {name: ([], []) for name in paths}
+    for item in items:
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            result = fn(item)
+            out[name][0].append((time.perf_counter() - start) * 1000)
+            out[name][1].append(result)
+    return out
 
 
 def _fill(memory: Any, store: str, users: dict[str, list[str]]) -> float:
@@ -90,25 +104,6 @@ def _fill(memory: Any, store: str, users: dict[str, list[str]]) -> float:
     return time.perf_counter() - start
 
 
-def _searches(memory: Any, store: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
-    queries: list[list[str]] = spec["queries"]
-    out = []
-    for label, kwargs in _search_variants(store):
-
-        def search(user: str, query: str, kw: dict[str, Any] = kwargs) -> Any:
-            return memory.search(query, top_k=int(spec["limit"]), filters={"user_id": user}, **kw)
-
-        for user, query in queries[: int(spec["warmup"])]:
-            search(user, query)
-        times, found = [], []
-        for user, query in queries:
-            ms, result = _timed_ms(lambda u=user, q=query: search(u, q))
-            times.append(ms)
-            found.append([item["memory"] for item in result["results"]])
-        out.append({"label": label, "ms": times, "found": found})
-    return out
-
-
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
@@ -121,6 +116,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="mem0-bench-", dir=shm))
     out: dict[str, Any] = {"runs": []}
     model: Any = None
+    limit = int(spec["limit"])
+    fills: dict[str, float] = {}
+    paths: dict[str, Callable[[Any], Any]] = {}
     for store in spec["stores"]:
         config = {
             "embedder": {
@@ -138,18 +136,23 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         }
         memory = Memory.from_config(config)
         model = memory.embedding_model.model
-        fill_s = _fill(memory, store, spec["users"])
-        out["runs"].append(
-            {"store": store, "fill_s": fill_s, "searches": _searches(memory, store, spec)}
-        )
+        fills[store] = _fill(memory, store, spec["users"])
+        for label, kwargs in _search_variants(store):
+
+            def search(q: list[str], m: Any = memory, kw: dict[str, Any] = kwargs) -> list[str]:
+                found = m.search(q[1], top_k=limit, filters={"user_id": q[0]}, **kw)
+                return [item["memory"] for item in found["results"]]
+
+            paths[f"{store}\t{label}"] = search
     if model is not None:
-        queries: list[list[str]] = spec["queries"]
-        for _, query in queries[: int(spec["warmup"])]:
-            model.encode(query, convert_to_numpy=True)
-        out["embed_ms"] = [
-            _timed_ms(lambda q=query: model.encode(q, convert_to_numpy=True))[0]
-            for _, query in queries
-        ]
+        paths = {"bare": lambda q: model.encode(q[1], convert_to_numpy=True), **paths}
+        timed = interleaved(paths, spec["queries"], int(spec["warmup"]))
+        out["embed_ms"] = timed.pop("bare")[0]
+        for name, (ms, found) in timed.items():
+            store, label = name.split("\t")
+            out["runs"].append(
+                {"store": store, "label": label, "fill_s": fills[store], "ms": ms, "found": found}
+            )
     shutil.rmtree(workdir, ignore_errors=True)
     out["versions"] = {
         name: metadata.version(name)
