@@ -17,12 +17,14 @@ differ from its neighbours').
   `search(query, top_k=k, filters={"user_id": ...})` on its FAISS store and on qdrant
   (local mode, mem0's default store).
 
-Per path: search p50/p99 ms, p50 over one bare query embedding timed in the same
-process, mean results returned, recall@k against each user's exact top k by cosine over
-the same MiniLM vectors (the ones Tailor stored). If the virtualenv cannot be made (no
-registry), one line says why and the script exits 0.
+Within each process the paths take turns per query (bench/mem0_side.py's
+`interleaved`), so the machine's load falls on all alike. Per path: search p50/p99 ms,
+p50 over one bare query embedding timed in the same process, mean results returned,
+recall@k against each user's exact top k by cosine over the same MiniLM vectors (the
+ones Tailor stored). If the virtualenv cannot be made (no registry), one line says why
+and the script exits 0.
 
-    .venv/bin/python bench/mem0_compare.py --users 100 --memories 100 --queries 300
+    .venv/bin/python bench/mem0_compare.py --users 100 --memories 100 --queries 200
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,7 @@ def _search_variants(store: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def interleaved(
-    paths: dict[str, Callable[[Any], Any]], items: Sequence[Any], warmup: int
+    paths: Mapping[str, Callable[[Any], Any]], items: Sequence[Any], warmup: int
 ) -> dict[str, tuple[list[float], list[Any]]]:
     """Every path on every item, the paths taking turns per item, so a shared machine's
     load falls on all of them alike: per path, its milliseconds and its results. The
