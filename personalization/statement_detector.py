@@ -63,7 +63,8 @@ _LEAD = re.compile(
 )
 _TAIL = re.compile(
     r"(?:,?\s+by the way|,?\s+btw|,?\s+though|,\s+(?:so|which|but|because|since|otherwise|"
-    r"as|and so|it|they|lyrics|gyms|i|the)\b.*|\s+so\s+(?=(?:I|we|you|it|they|please|pls|no|anything|keep|never|always|don't)\b).*)$",
+    r"as|and so|it|they|lyrics|gyms|i|the)\b.*|"
+    r"\s+so\s+(?=(?:I|we|you|it|they|please|pls|no|anything|keep|never|always|don't)\b).*)$",
     re.IGNORECASE,
 )
 _HYPOTHETICAL = re.compile(
@@ -104,7 +105,8 @@ _ONE_OFF_STATE = re.compile(
     r"exhausted|confused|frustrated|overwhelmed|sick|sleepy|hungry|late|busy)\b|"
     r"\bI have (?:a|an|some) (?:job )?(?:question|meeting|exam|test|interview|deadline|"
     r"appointment|call|problem|issue|idea)\b|\bI have (?:\w+ )?(?:minutes|hours)\b|"
-    r"\b(?:today|tonight|tomorrow|later today|later|right now|this (?:morning|afternoon|evening|weekend)|"
+    r"\b(?:today|tonight|tomorrow|later today|later|right now|"
+    r"this (?:morning|afternoon|evening|weekend)|"
     r"next (?:week|month)|at \d)\b",
     re.IGNORECASE,
 )
@@ -118,7 +120,8 @@ _VERBS = (
     r"(?:love|like|enjoy|adore|prefer|hate|dislike|detest|avoid|want|need|use|play|read|"
     r"write|work|follow|keep|eat|drink|speak|have|own|live|rent|travel|pick|choose|adopt|"
     r"buy|feed|homeschool|care|take|wear|watch|listen|cook|study|practi[sc]e|run|get|"
-    r"'ve got|have got|can't stand|cannot stand|'m (?:so |really |totally )?(?:done with|into|over)|"
+    r"'ve got|have got|can't stand|cannot stand|"
+    r"'m (?:so |really |totally )?(?:done with|into|over)|"
     r"do not|don't|dont|never|can't|cannot|can not|won't|am|'m|m|'d prefer|'d rather|"
     r"would prefer|would rather|wouldn't|'d like|would like)"
 )
@@ -161,7 +164,7 @@ POSSESSION_CONFIDENCE = 0.6
 _CONTRACTIONS = ((r"\bI'm\b", "I am"), (r"\bIm\b", "I am"), (r"\bdont\b", "don't"))
 
 
-# Phones and word processors type curly apostrophes and quotes: "I’m vegan" is "I'm vegan".
+# Phones and word processors type curly apostrophes and quotes: read them as plain ones.
 _TYPOGRAPHIC = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 # A standing request joined to a statement by a comma starts its own clause: "English is
 # not my first language, please always use simple words".
@@ -241,7 +244,8 @@ def candidate(sentence: str, message_index: int) -> Candidate | None:
         matches = matches[1:]  # "When I work I prefer...": the main clause's subject
     favourite = _FAVOURITE.search(body)
     first = matches[0] if matches else None
-    found = favourite if favourite and (first is None or favourite.start() < first.start()) else first
+    before = favourite is not None and (first is None or favourite.start() < first.start())
+    found = favourite if before else first
     if not found:
         return None
     clause = body[found.start() :] if found.re is _FIRST_PERSON else body
