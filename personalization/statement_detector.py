@@ -148,7 +148,8 @@ _REQUEST = re.compile(
 _PLEASE = re.compile(r"\b(?:please|pls|kindly|always|never|from now on|in general)\b", re.I)
 # "I have a flat tyre", "I have a spreadsheet with sales data": owning a thing is usually
 # the task at hand, while a condition, a dependant or a pet is lasting. A possession is
-# kept when it names one of those, or when the classifier is sure of it anyway.
+# kept when it names one of those, or when the classifier is sure of it anyway (without
+# the classifier, only when it names one).
 _POSSESSION = re.compile(r"^I (?:have|'ve got|have got|got)\b", re.IGNORECASE)
 _LASTING_POSSESSION = re.compile(
     r"\b(?:dogs?|cats?|pupp(?:y|ies)|kittens?|pets?|parrots?|rabbits?|hamsters?|horses?|"
@@ -306,7 +307,8 @@ def detect_statements(
     if not found:
         return []
     model = classifier or _packaged_classifier()
-    if model.fits(embedder):
+    fitted = model.fits(embedder)
+    if fitted:
         scores = model.scores(embedder.embed([c.sentence for c in found]))
         threshold = model.threshold
     else:
@@ -320,7 +322,7 @@ def detect_statements(
         if (
             _POSSESSION.match(cand.text)
             and not _LASTING_POSSESSION.search(cand.text)
-            and score < max(threshold, POSSESSION_CONFIDENCE)
+            and (not fitted or score < POSSESSION_CONFIDENCE)
         ):
             continue
         seen.add(cand.text.lower())

@@ -156,3 +156,43 @@ def test_real_minilm_with_the_packaged_classifier() -> None:
         ("I don't want you to use emojis.", 2),
     ]
     assert all(0.0 <= s.confidence <= 1.0 for s in found)
+
+
+@pytest.mark.parametrize(
+    ("said", "text"),
+    [
+        ("I\u2019m lactose intolerant.", "I am lactose intolerant."),  # curly apostrophe
+        ("no pork for me, ever, it's a religious thing.", "No pork for me, ever."),
+        ("Running is just not for me.", "Running is just not for me."),
+        ("shellfish allergy here. keep that in mind", "Shellfish allergy here."),
+        ("looks good \u2014 no crypto for me, I don't trust it", "No crypto for me."),
+        (
+            "english is not my first language, please always use simple words",
+            "I want you to always use simple words.",
+        ),
+        ("from now on don't use emojis", "I don't want you to use emojis."),
+        ("I genuinely love slow films", "I genuinely love slow films."),
+        (
+            "I'm so done with superhero movies, they all feel the same",
+            "I am so done with superhero movies.",
+        ),
+        ("I have two cats.", "I have two cats."),
+    ],
+)
+def test_idioms_that_state_a_trait(said: str, text: str) -> None:
+    assert texts(said) == [text]
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I have a flat tyre.",  # a thing at hand, not a condition, dependant or pet
+        "I have a spreadsheet with sales data.",
+        "I'm kinda nervous about my interview.",  # a passing feeling
+        "I love this idea, let's go with it.",  # a reaction to the thing at hand
+        "The new person here is nice.",
+        "I have a dentist appointment later.",
+    ],
+)
+def test_task_context_is_not_a_preference(said: str) -> None:
+    assert texts(said) == []
