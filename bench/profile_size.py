@@ -157,7 +157,10 @@ def instrument(timer: StepTimer, context: ContextBuilder, ports: Ports) -> None:
     timer.wrap(candidates_of._always_on, "rows", "always_on")
     if candidates_of._applicability is not None:
         timer.wrap(candidates_of._applicability, "turn_domains", "domains")
-    timer.wrap(ports.index.cache, "rank_rows", "rank")
+    for ranks in ("ranking", "rank_rows"):  # the block's ranking (by its name before)
+        if hasattr(ports.index.cache, ranks):
+            timer.wrap(ports.index.cache, ranks, "rank")
+            break
     timer.wrap(ports.instructions, "active", "sql_rows")
     timer.wrap(candidates, "select_applicable_instructions", "policy")
     timer.wrap(context, "_nearest_examples", "examples")
