@@ -107,7 +107,8 @@ def fill(ports: Ports, scope_user: object, n: int, pool: list[Any], seed: int) -
             session.add(row)
             if i % 5000 == 4999:
                 session.flush()
-        record_user_change(session, scope, "instruction", uuid.uuid4(), "created", 1)  # type: ignore[arg-type]
+        # One change for the bulk fill, naming no item: every replica reloads the user whole.
+        record_user_change(session, scope, "profile", uuid.uuid4(), "imported")  # type: ignore[arg-type]
         session.commit()
 
 

@@ -337,6 +337,27 @@ class VectorCache:
                 index.remove(row_id)
                 self.version += 1
 
+    def replace_rows(
+        self,
+        user_id: uuid.UUID,
+        collection: str,
+        stale: Iterable[uuid.UUID],
+        entries: Iterable[Entry],
+    ) -> None:
+        """Drop these rows of one user's block and add `entries` (rows grouped by row id,
+        as `load` does), atomically: a turn sees the block before or after, never a row
+        half replaced."""
+        rows: dict[uuid.UUID, tuple[int, list[tuple[int, Vector]]]] = {}
+        for entry in entries:
+            held = rows.setdefault(entry.row_id, (entry.meta, []))
+            held[1].append((entry.role, self._check(entry.vector)))
+        with self._lock:
+            index = self._index(user_id, collection)
+            for row_id in stale:
+                index.remove(row_id)
+            index.add_many([(row_id, meta, pairs) for row_id, (meta, pairs) in rows.items()])
+            self.version += 1
+
     def drop_user(self, user_id: uuid.UUID) -> None:
         with self._lock:
             for key in [k for k in self._indexes if k[0] == user_id]:
