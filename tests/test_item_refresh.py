@@ -81,8 +81,9 @@ def test_one_item_written_through_a_replica_is_read_back_alone_by_the_other(
     assert "I am allergic to peanuts and cashews" in texts
     assert "I am allergic to peanuts" not in texts
     index_b.follow()  # the follower sees the same two changes: item by item again
-    # One item, two versions: each refresh reads its active row, never the user's 600.
-    assert 1 <= index_b.rows_read <= 4
+    # One item, two versions: each refresh reads its active row, never the user's 600
+    # (the background follower and the turn may both apply a change: a few reads).
+    assert 1 <= index_b.rows_read <= 6
     assert held(b, scope) == ITEMS + 1  # the old version left B's cache
     assert index_b.users_unlike_sql() == set()
     deleted = a.client.delete(f"/v1/users/{USER}/instructions/{created['id']}", headers=headers)
@@ -90,7 +91,7 @@ def test_one_item_written_through_a_replica_is_read_back_alone_by_the_other(
     index_b.follow()
     assert held(b, scope) == ITEMS
     assert index_b.users_unlike_sql() == set()
-    assert index_b.rows_read <= 4  # a deleted item reads no vector at all
+    assert index_b.rows_read <= 6  # a deleted item reads no vector at all
 
 
 def test_a_change_that_does_not_name_its_rows_reloads_the_whole_user(pair: Any) -> None:
@@ -103,5 +104,6 @@ def test_a_change_that_does_not_name_its_rows_reloads_the_whole_user(pair: Any) 
         record_user_change(session, scope, "profile", uuid.uuid4(), "restored")
         session.commit()
     b.context(headers, USER, "anything")
-    assert index_b.rows_read == ITEMS
+    # The turn or the background follower (or both, racing) reloaded the user whole.
+    assert index_b.rows_read in (ITEMS, 2 * ITEMS)
     assert index_b.users_unlike_sql() == set()
