@@ -14,7 +14,9 @@ p50/p99 per size and the ratio to one bare embedding; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -105,8 +107,64 @@ def fill(ports: Ports, scope_user: object, n: int, pool: list[Any], seed: int) -
             session.add(row)
             if i % 5000 == 4999:
                 session.flush()
-        record_user_change(session, scope, "instruction", uuid.uuid4(), "created", 1)  # type: ignore[arg-type]
+        # One change for the bulk fill, naming no item: every replica reloads the user whole.
+        record_user_change(session, scope, "profile", uuid.uuid4(), "imported")  # type: ignore[arg-type]
         session.commit()
+
+
+class StepTimer:
+    """Wraps named calls of a turn (method or module function) and sums the time each
+    takes per turn, so a slow size says where its time goes. Nested calls are timed
+    inside their callers (rank_rows runs inside select)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, list[float]] = {}
+        self._turn: dict[str, float] = {}
+
+    def wrap(self, owner: object, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        @functools.wraps(inner)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent = (time.perf_counter() - start) * 1000
+                self._turn[label] = self._turn.get(label, 0.0) + spent
+
+        setattr(owner, name, timed)
+
+    def end_turn(self) -> None:
+        for label, spent in self._turn.items():
+            self.totals.setdefault(label, []).append(spent)
+        self._turn = {}
+
+    def reset(self) -> None:
+        self.totals, self._turn = {}, {}
+
+    def report(self) -> str:
+        return ", ".join(
+            f"{label} {statistics.median(times):.2f}" for label, times in self.totals.items()
+        )
+
+
+def instrument(timer: StepTimer, context: ContextBuilder, ports: Ports) -> None:
+    import personalization.candidates as candidates
+
+    candidates_of = context._candidates
+    timer.wrap(ports.index, "ensure_fresh", "fresh")
+    timer.wrap(candidates_of, "select", "select")
+    timer.wrap(candidates_of._always_on, "rows", "always_on")
+    if candidates_of._applicability is not None:
+        timer.wrap(candidates_of._applicability, "turn_domains", "domains")
+    for ranks in ("ranking", "rank_rows"):  # the block's ranking (by its name before)
+        if hasattr(ports.index.cache, ranks):
+            timer.wrap(ports.index.cache, ranks, "rank")
+            break
+    timer.wrap(ports.instructions, "active", "sql_rows")
+    timer.wrap(candidates, "select_applicable_instructions", "policy")
+    timer.wrap(context, "_nearest_examples", "examples")
 
 
 def main() -> None:
@@ -114,6 +172,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="100,1000,10000", help="items per user, comma list")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--pool", type=int, default=300, help="distinct texts embedded")
+    parser.add_argument("--steps", action="store_true", help="time each step (median ms)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -145,6 +204,9 @@ def main() -> None:
             applicability=ports.context._applicability,
         )
         options = settings.context_options()
+        timer = StepTimer()
+        if args.steps:
+            instrument(timer, context, ports)
         bare = []
         for i in range(args.queries):
             start = time.perf_counter()
@@ -166,12 +228,17 @@ def main() -> None:
             while ports.index.follow().changed:
                 pass
             times = []
+            timer.reset()
             for i in range(args.queries):
                 start = time.perf_counter()
                 context.build(scope, messages[i % len(messages)], options)
                 times.append((time.perf_counter() - start) * 1000)
+                timer.end_turn()
             rows.append((n, statistics.median(times), percentile(times, 99), filled))
-    print(f"\none bare query embedding: p50 {embed_p50:.2f} ms ({args.queries} calls)")
+            if args.steps:
+                print(f"{n:>7} items, median ms per step: {timer.report()}", flush=True)
+    print(f"\nload average (1 min) at the end: {os.getloadavg()[0]:.2f}")
+    print(f"one bare query embedding: p50 {embed_p50:.2f} ms ({args.queries} calls)")
     print(f"{'items/user':>10}{'p50 ms':>10}{'p99 ms':>10}{'p50 / embed':>13}{'fill s':>9}")
     for n, p50, p99, filled in rows:
         print(f"{n:>10}{p50:>10.2f}{p99:>10.2f}{p50 / embed_p50:>13.2f}{filled:>9.1f}")

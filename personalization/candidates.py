@@ -52,6 +52,7 @@ from store.vector_index import (
     META_ALWAYS_ON,
     META_CONSTRAINT,
     META_DOMAIN_SHIFT,
+    BlockRanking,
     Ranker,
     RowScores,
 )
@@ -167,13 +168,48 @@ def ranker(turn: TurnDomains | None, order: Sequence[str], floor: float) -> Rank
     return rank
 
 
-def settled(selection: Selection, rest: float, policy: SelectionPolicy) -> bool:
-    """Could no row left out (the best of them ranks `rest`) change this selection? Not
-    if every item taken ranks above it, and the cap is reached or no item fits."""
+def could_change(
+    ranking: BlockRanking,
+    fetched: Sequence[int],
+    selection: Selection,
+    policy: SelectionPolicy,
+    cost: Cost,
+) -> npt.NDArray[np.bool_]:
+    """The rows not fetched that the selection over every row might take (per row of the
+    ranking); none means the selection over the fetched rows is the full one.
+
+    Selection walks rows in rank order and takes each that fits the budget left, up to
+    the cap. A row below every item taken (by more than the float slack) comes after
+    them all, when the budget left is the selection's and the count its count: it could
+    be taken only if the cap is not reached and it fits what is left. A row near or
+    above an item taken might come before it: it could be taken if it fits the budget
+    the always-on items leave. An unknown cost fits any budget of at least
+    MIN_ITEM_COST (no item renders shorter)."""
     taken = [s for s in selection.selected if s.reason != Reason.always_on]
-    if any(s.score <= rest + RANK_SLACK for s in taken):
-        return False
-    return len(taken) >= policy.max_items or policy.token_budget - selection.tokens < MIN_ITEM_COST
+    left = policy.token_budget - selection.tokens
+    before = left + sum(cost(s.instruction) for s in taken)
+    costs = ranking.costs
+
+    def fits(budget: int) -> npt.NDArray[np.bool_]:
+        known = (costs >= 0) & (costs <= budget)
+        return known | ((costs < 0) & (budget >= MIN_ITEM_COST))
+
+    lowest = min((s.score for s in taken), default=np.inf)
+    near = ranking.ranks >= lowest - RANK_SLACK
+    later = fits(left) if len(taken) < policy.max_items else np.zeros(len(ranking), dtype=bool)
+    could = np.isfinite(ranking.ranks) & np.where(near, fits(before), later)
+    could[list(fetched)] = False
+    return could
+
+
+def cost_key(cost: Cost) -> object:
+    """What identifies a cost function across turns, so costs learned under it can be
+    reused: a plain function (or a lambda without captured variables, which a turn
+    builds anew each time) by its code; anything else is not remembered (None)."""
+    code = getattr(cost, "__code__", None)
+    if code is None or getattr(cost, "__closure__", None) or getattr(cost, "__defaults__", None):
+        return None
+    return code
 
 
 class InstructionCandidates:
@@ -213,17 +249,52 @@ class InstructionCandidates:
                 candidates, similarities(candidates, found.rows, turn), policy, cost
             )
         # More conditional items than the cap: never whole, so rank from the top.
-        ranked = replace(policy, whole_profile=False)
         rank = ranker(turn, self._instructions.domain_order, policy.floor)
+        key = cost_key(cost)
+        ranking = cache.ranking(scope.user_id, COLLECTION, query, rank, key)
+        ranked = replace(policy, whole_profile=False)
+        if ranking is None:
+            return select_applicable_instructions(always, {}, ranked, cost)
         always_ids = {a.row_id for a in always}
         limit = self._first_k or max(FIRST_K, 2 * policy.max_items)
+        asked: list[int] = ranking.top(limit)[0]
+        seen: list[int] = []  # every row index asked for (SQL may no longer have some)
+        keys: dict[uuid.UUID, dict[int, float]] = {}
+        fetched: list[ActiveInstruction] = []
         while True:
-            top, rest = cache.rank_rows(scope.user_id, COLLECTION, query, rank, limit)
-            keys = {row.row_id: row.roles for row in top if row.row_id not in always_ids}
-            fetched = self._instructions.active(scope, row_ids=list(keys), always_on=False)
+            seen += asked
+            new = [r for r in ranking.rows(asked) if r.row_id not in always_ids]
+            keys.update((row.row_id, row.roles) for row in new)
+            rows = self._instructions.active(
+                scope, row_ids=[row.row_id for row in new], always_on=False
+            )
+            fetched += rows
+            self._learn_costs(scope, ranking, asked, rows, cost, key)
             selection = select_applicable_instructions(
                 always + fetched, similarities(fetched, keys, turn), ranked, cost
             )
-            if rest == -np.inf or settled(selection, rest, ranked):
+            could = could_change(ranking, seen, selection, ranked, cost)
+            if not could.any():
                 return selection
+            asked = ranking.top(limit, among=could)[0]
             limit *= GROWTH
+
+    def _learn_costs(
+        self,
+        scope: UserScope,
+        ranking: BlockRanking,
+        asked: Sequence[int],
+        rows: Sequence[ActiveInstruction],
+        cost: Cost,
+        key: object,
+    ) -> None:
+        """Rows are immutable, so a fetched row's cost is known for as long as it lives:
+        the next turns need not fetch it to know it cannot fit."""
+        if key is None or not rows:
+            return
+        costs = {row.row_id: cost(row) for row in rows}
+        for index in asked:
+            known = costs.get(ranking.row_ids[index])
+            if known is not None:
+                ranking.learn_cost(index, known)
+        self._index.cache.set_costs(scope.user_id, COLLECTION, key, costs)

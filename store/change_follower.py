@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from store.changes import ChangeLogReader
+from store.changes import Change, ChangeLogReader
 
 BATCH = 5000  # new changes read per poll; a long backlog is read over several polls
 GAPS_PER_POLL = 1000  # awaited seqs asked for per poll
@@ -28,6 +28,7 @@ GAPS_PER_POLL = 1000  # awaited seqs asked for per poll
 class FollowedChanges:
     changed: set[uuid.UUID] = field(default_factory=set)  # refresh these from SQL
     deleted: set[uuid.UUID] = field(default_factory=set)  # forget these everywhere
+    changes: list[Change] = field(default_factory=list)  # what changed, item by item
 
 
 class ChangeFollower:
@@ -80,6 +81,7 @@ class ChangeFollower:
         return FollowedChanges(
             changed={c.user_id for c in fresh if c.user_id is not None},
             deleted={c.user_id for c in fresh if c.user_id is not None and c.deletes_user},
+            changes=fresh,
         )
 
     def _advance(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -47,6 +48,7 @@ class Change:
     user_id: uuid.UUID | None
     entity: str
     action: str
+    entity_id: uuid.UUID | None = None  # the item changed (None: not read)
 
     @property
     def deletes_user(self) -> bool:
@@ -97,23 +99,38 @@ class ChangeLogReader:
         """The changes among these seqs that are visible now (gaps being awaited)."""
         if not seqs:
             return []
-        query = select(ChangeLog.seq, ChangeLog.user_id, ChangeLog.entity, ChangeLog.action)
-        with Session(self._engine) as session:
-            rows = session.exec(
-                query.where(col(ChangeLog.seq).in_(list(seqs))).order_by(col(ChangeLog.seq))
-            ).all()
-            return [Change(int(s or 0), user, entity, action) for s, user, entity, action in rows]
+        query = _CHANGES.where(col(ChangeLog.seq).in_(list(seqs)))
+        return self._read(query.order_by(col(ChangeLog.seq)))
 
     def changes_after(self, seq: int, *, upto: int | None = None, limit: int) -> list[Change]:
         """Changes with a sequence above `seq` (and at most `upto`), oldest first."""
-        query = select(ChangeLog.seq, ChangeLog.user_id, ChangeLog.entity, ChangeLog.action).where(
-            col(ChangeLog.seq) > seq
-        )
+        query = _CHANGES.where(col(ChangeLog.seq) > seq)
         if upto is not None:
             query = query.where(col(ChangeLog.seq) <= upto)
+        return self._read(query.order_by(col(ChangeLog.seq)).limit(limit))
+
+    def user_changes_after(self, user_id: uuid.UUID, seq: int, *, limit: int) -> list[Change]:
+        """One user's changes above `seq`, oldest first: a range of ix_change_log_user_seq,
+        so a turn can learn which of the user's items moved since its cache entry."""
+        query = _CHANGES.where(col(ChangeLog.user_id) == user_id, col(ChangeLog.seq) > seq)
+        return self._read(query.order_by(col(ChangeLog.seq)).limit(limit))
+
+    def _read(self, query: Any) -> list[Change]:
         with Session(self._engine) as session:
-            rows = session.exec(query.order_by(col(ChangeLog.seq)).limit(limit)).all()
-            return [Change(int(s or 0), user, entity, action) for s, user, entity, action in rows]
+            rows = session.execute(query).all()
+            return [
+                Change(int(seq or 0), user, entity, action, entity_id)
+                for seq, user, entity, action, entity_id in rows
+            ]
+
+
+_CHANGES = sa.select(
+    col(ChangeLog.seq),
+    col(ChangeLog.user_id),
+    col(ChangeLog.entity),
+    col(ChangeLog.action),
+    col(ChangeLog.entity_id),
+)
 
 
 def record_user_change(

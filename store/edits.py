@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select, update
 
 from store.changes import record_user_change
 from store.errors import NotFound
+from store.item_refresh import ItemRows
 from store.job_queue import JobTable, LeasedJobs, lock_tenant_queue
 from store.models import (
     Edit,
@@ -201,12 +202,20 @@ class EditRepository:
     def _indexed(self, model: str) -> tuple[sa.ColumnElement[bool], ...]:
         return (col(Edit.preference_id).is_not(None), col(Edit.embedding_model) == model)
 
-    def entries(self, user_ids: set[uuid.UUID] | None, *, model: str) -> Iterator[Entry]:
+    def entries(
+        self,
+        user_ids: set[uuid.UUID] | None,
+        *,
+        model: str,
+        item_ids: set[uuid.UUID] | None = None,
+    ) -> Iterator[Entry]:
         query = sa.select(
             col(Edit.user_id), col(Edit.id), col(Edit.embedding_dim), col(Edit.context_embedding)
         ).where(*self._indexed(model))
         if user_ids is not None:
             query = query.where(col(Edit.user_id).in_(user_ids))
+        if item_ids is not None:
+            query = query.where(col(Edit.id).in_(item_ids))
         with Session(self._engine) as session:
             for user_id, row_id, dim, blob in session.execute(query):
                 yield Entry(user_id, COLLECTION, row_id, 0, decode_vector(blob, dim))
@@ -223,3 +232,11 @@ class EditRepository:
         query = sa.select(col(Edit.user_id), col(Edit.id)).where(*self._indexed(model))
         with Session(self._engine) as session:
             yield from session.execute(query).tuples()
+
+    item_entity = "edit"  # the change-log entity whose ids (= row ids) item_rows reads
+
+    def item_rows(self, user_id: uuid.UUID, item_ids: set[uuid.UUID], *, model: str) -> ItemRows:
+        """A change names the row itself: drop it, and put it back if still indexed."""
+        return ItemRows(
+            list(item_ids), list(self.entries({user_id}, model=model, item_ids=item_ids))
+        )

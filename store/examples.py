@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from store.changes import record_user_change
 from store.clock import utcnow
 from store.errors import NotFound
+from store.item_refresh import ItemRows
 from store.models import ExampleStatus, PreferenceExample
 from store.scope import UserScope
 from store.vector_index import Entry, decode_vector
@@ -123,7 +124,13 @@ class ExampleRepository:
             col(PreferenceExample.embedding_model) == model,
         )
 
-    def entries(self, user_ids: set[uuid.UUID] | None, *, model: str) -> Iterator[Entry]:
+    def entries(
+        self,
+        user_ids: set[uuid.UUID] | None,
+        *,
+        model: str,
+        item_ids: set[uuid.UUID] | None = None,
+    ) -> Iterator[Entry]:
         query = sa.select(
             col(PreferenceExample.user_id),
             col(PreferenceExample.id),
@@ -132,6 +139,8 @@ class ExampleRepository:
         ).where(*self._active(model))
         if user_ids is not None:
             query = query.where(col(PreferenceExample.user_id).in_(user_ids))
+        if item_ids is not None:
+            query = query.where(col(PreferenceExample.id).in_(item_ids))
         with Session(self._engine) as session:
             for user_id, row_id, dim, blob in session.execute(query):
                 yield Entry(user_id, COLLECTION, row_id, 0, decode_vector(blob, dim))
@@ -150,3 +159,11 @@ class ExampleRepository:
         )
         with Session(self._engine) as session:
             yield from session.execute(query).tuples()
+
+    item_entity = "example"  # the change-log entity whose ids (= row ids) item_rows reads
+
+    def item_rows(self, user_id: uuid.UUID, item_ids: set[uuid.UUID], *, model: str) -> ItemRows:
+        """A change names the row itself: drop it, and put it back if still indexed."""
+        return ItemRows(
+            list(item_ids), list(self.entries({user_id}, model=model, item_ids=item_ids))
+        )

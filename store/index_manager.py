@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Protocol
 
 from store.change_follower import ChangeFollower, FollowedChanges
-from store.changes import ChangeLogReader
+from store.changes import Change, ChangeLogReader
 from store.errors import NotReady
+from store.item_refresh import MAX_ITEMS, ItemRows, changed_items
 from store.snapshot import (
     Manifest,
     SnapshotInvalid,
@@ -51,10 +52,15 @@ class VectorSource(Protocol):
     """A SQL table whose active rows carry embeddings the cache mirrors."""
 
     collection: str
+    item_entity: str  # the change-log entity whose items `item_rows` reads back
 
     def entries(self, user_ids: set[uuid.UUID] | None, *, model: str) -> Iterator[Entry]: ...
 
     def row_ids(self, *, model: str) -> Iterator[tuple[uuid.UUID, uuid.UUID]]: ...
+
+    def item_rows(self, user_id: uuid.UUID, item_ids: set[uuid.UUID], *, model: str) -> ItemRows:
+        """The rows of some changed items of one user (store/item_refresh.py)."""
+        ...
 
 
 class IndexState(StrEnum):
@@ -100,6 +106,9 @@ class IndexManager:
         self._loaded_at = 0  # the stamp of every user not refreshed since the load
         self._follower = ChangeFollower(changes, gap_timeout_s=follow_gap_timeout_s)
         self._stopping = threading.Event()
+        # Rows read from SQL by refreshes (whole users and single items alike): what a
+        # test asserts to tell a one-item refresh from a whole-user reload.
+        self.rows_read = 0
         # Called with a deleted user's id, so other per-user memory forgets it too.
         self.forget_hooks: list[Callable[[uuid.UUID], None]] = []
 
@@ -248,15 +257,37 @@ class IndexManager:
             entries: list[Entry] = []
             for source in self._sources:
                 entries.extend(source.entries(user_ids, model=self._embedder_id))
+            self.rows_read += len({(e.collection, e.row_id) for e in entries})
             self.cache.replace_users(user_ids, entries)
             for user_id in user_ids:
                 self._stamps[user_id] = stamps.get(user_id, 0)
 
+    def apply_changes(self, user_id: uuid.UUID, changes: Sequence[Change]) -> bool:
+        """Bring one user's changed items up to SQL, item by item, when the changes say
+        which (store/item_refresh.py); False when they cannot, and nothing is done. The
+        changes are read before the rows, so the stamp, their highest seq, never runs
+        ahead of what the cache holds."""
+        by_source = {source.item_entity: source for source in self._sources}
+        items = changed_items(changes, frozenset(by_source))
+        if items is None or not changes:
+            return False
+        with self.write_lock:
+            for entity, item_ids in items.items():
+                source = by_source[entity]
+                rows = source.item_rows(user_id, item_ids, model=self._embedder_id)
+                self.rows_read += len({e.row_id for e in rows.entries})
+                self.cache.replace_rows(user_id, source.collection, rows.stale, rows.entries)
+            held = self._stamps.get(user_id, self._loaded_at)
+            self._stamps[user_id] = max(held, max(change.seq for change in changes))
+        return True
+
     def ensure_fresh(self, user_id: uuid.UUID) -> None:
-        """Called by every turn before it searches: one indexed read of the user's
-        latest change; a rebuild of the user's entry only when it moved on."""
-        latest = self._changes.user_seq(user_id)
-        if latest > self._stamps.get(user_id, self._loaded_at):
+        """Called by every turn before it searches: one indexed range read of the user's
+        changes past its stamp (none, nearly always); the changed items are read back,
+        or the whole user when the changes do not say which items they touched."""
+        held = self._stamps.get(user_id, self._loaded_at)
+        changes = self._changes.user_changes_after(user_id, held, limit=MAX_ITEMS + 1)
+        if changes and not self.apply_changes(user_id, changes):
             self.refresh_users({user_id})
 
     def stamp(self, user_id: uuid.UUID) -> int:
@@ -283,7 +314,16 @@ class IndexManager:
             held = [u for u in found.deleted if self.cache.has_user(u)]
             for user_id in found.deleted:
                 self.forget_user(user_id)
-            self.refresh_users(found.changed - found.deleted)
+            by_user: dict[uuid.UUID, list[Change]] = {}
+            for change in found.changes:
+                if change.user_id is not None:
+                    by_user.setdefault(change.user_id, []).append(change)
+            whole = {
+                user_id
+                for user_id in found.changed - found.deleted
+                if not self.apply_changes(user_id, by_user.get(user_id, []))
+            }
+            self.refresh_users(whole)
         if held:
             self.snapshot()
         return found

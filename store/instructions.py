@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 from store.changes import record_user_change
 from store.clock import utcnow
 from store.errors import InvalidInput, NotFound
+from store.item_refresh import ItemRows
 from store.models import (
     InferredPreference,
     Instruction,
@@ -486,8 +487,15 @@ class InstructionRepository:
 
     collection = COLLECTION
 
-    def entries(self, user_ids: set[uuid.UUID] | None, *, model: str) -> Iterator[Entry]:
-        """Vectors of every active row (of the given users) embedded by `model`."""
+    def entries(
+        self,
+        user_ids: set[uuid.UUID] | None,
+        *,
+        model: str,
+        item_ids: set[uuid.UUID] | None = None,
+    ) -> Iterator[Entry]:
+        """Vectors of every active row (of the given users, of the given instructions)
+        embedded by `model`."""
         query = sa.select(
             col(Instruction.user_id),
             col(Instruction.id),
@@ -501,6 +509,8 @@ class InstructionRepository:
         ).where(*_active_with(model))
         if user_ids is not None:
             query = query.where(col(Instruction.user_id).in_(user_ids))
+        if item_ids is not None:
+            query = query.where(col(Instruction.instruction_id).in_(item_ids))
         with Session(self._engine) as session:
             for row in session.execute(query):
                 user_id, row_id, dim, text, condition, requests, always, kind, domains = row
@@ -521,6 +531,21 @@ class InstructionRepository:
         query = sa.select(col(Instruction.user_id), col(Instruction.id)).where(*_active_with(model))
         with Session(self._engine) as session:
             yield from session.execute(query).tuples()
+
+    item_entity = "instruction"  # the change-log entity whose ids item_rows reads
+
+    def item_rows(self, user_id: uuid.UUID, item_ids: set[uuid.UUID], *, model: str) -> ItemRows:
+        """Every version row of these instructions (to drop from the cache) and the
+        vectors of the active ones (to put): one user's changed items, not the user."""
+        with Session(self._engine) as session:
+            stale = session.execute(
+                sa.select(col(Instruction.id)).where(
+                    col(Instruction.user_id) == user_id,
+                    col(Instruction.instruction_id).in_(item_ids),
+                )
+            ).scalars()
+            stale_ids = list(stale)
+        return ItemRows(stale_ids, list(self.entries({user_id}, model=model, item_ids=item_ids)))
 
 
 def next_version_row(

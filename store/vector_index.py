@@ -23,16 +23,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-Vector = npt.NDArray[np.float32]
+from store.block_ranking import BlockRanking, RankedRow, Vector, best_first, inner_products
 
-
-def inner_products(vectors: Vector, query: Vector) -> Vector:
-    """Every vector's inner product with the query (= cosine on unit vectors), exact.
-    einsum computes each row the same way wherever it sits; a BLAS matrix-vector
-    product does not (it handles rows in groups, so a row's last bit depends on its
-    position), and replicas whose blocks are laid out differently must rank alike."""
-    scores: Vector = np.einsum("ij,j->i", vectors, query)
-    return scores
+__all__ = ["BlockRanking", "RankedRow", "Vector", "inner_products"]
 
 
 def encode_vector(vector: Vector) -> bytes:
@@ -119,12 +112,6 @@ class RowScores:
     meta_of: npt.NDArray[np.intp]  # per row, its meta's index in `metas`
 
 
-@dataclass(frozen=True, slots=True)
-class RankedRow:
-    row_id: uuid.UUID
-    roles: dict[int, float]  # best cosine per key role
-
-
 Ranker = Callable[[RowScores], npt.NDArray[np.float64]]
 
 
@@ -173,6 +160,24 @@ class _UserIndex:
         # Rows share few meta values (flags and a domain or two): a turn ranks those
         # values once each and gathers, instead of unpacking bits per row.
         self._groups: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None = None
+        # Per row, what it costs to render (-1: not known yet); filled by the turns that
+        # fetch rows (block_ranking), shorter than the rows until then.
+        self.cost = np.empty(0, dtype=np.int32)
+
+    def costs(self, *, known: bool = True) -> npt.NDArray[np.int32]:
+        """The rows' known costs, padded with -1 to every row (a copy); all -1 when the
+        held ones are not `known` (computed by another cost function)."""
+        rows = len(self.row_ids)
+        known_costs = self.cost[:rows] if known else self.cost[:0]
+        pad = np.full(rows - len(known_costs), -1, dtype=np.int32)
+        return np.concatenate([known_costs, pad])
+
+    def set_cost(self, index: int, cost: int) -> None:
+        if index >= len(self.cost):
+            grown = np.full(max(len(self.row_ids), 2 * len(self.cost), 16), -1, dtype=np.int32)
+            grown[: len(self.cost)] = self.cost
+            self.cost = grown
+        self.cost[index] = cost
 
     @classmethod
     def of_rows(
@@ -281,31 +286,6 @@ class _UserIndex:
             roles[role] = max(score, roles.get(role, -np.inf))
         return roles
 
-    def top(self, ranks: npt.NDArray[np.float64], limit: int) -> tuple[list[int], float]:
-        """Row indexes of the `limit` highest finite ranks, highest first, and the
-        highest rank left out (-inf when none is). Equal ranks are ordered by row id,
-        never by position in the block, which differs between replicas and load paths."""
-        finite = np.flatnonzero(np.isfinite(ranks))
-        order = _best_first(finite, ranks, limit + 1, lambda i: self.row_ids[i].bytes)
-        rest = float(ranks[order[limit]]) if len(order) > limit else -np.inf
-        return order[:limit], rest
-
-
-def _best_first(
-    candidates: npt.NDArray[np.intp],
-    values: npt.NDArray[Any],
-    limit: int,
-    tie_key: Callable[[int], bytes],
-) -> list[int]:
-    """The `limit` candidates with the highest values, highest first; exact ties by
-    `tie_key`, so the answer does not depend on where a vector sits in its block. Only
-    the candidates at or above the limit-th value are sorted in Python."""
-    if len(candidates) > limit:
-        cut = np.partition(values[candidates], len(candidates) - limit)[len(candidates) - limit]
-        candidates = candidates[values[candidates] >= cut]
-    ordered = sorted(candidates.tolist(), key=lambda i: (-float(values[i]), tie_key(i)))
-    return ordered[:limit]
-
 
 class VectorCache:
     """Thread-safe; mutations and reads take one lock. Exact search over one user's
@@ -319,6 +299,7 @@ class VectorCache:
         # Bumped by every mutation, so "changed since the last snapshot" is derived
         # from the cache itself instead of each writer having to say so.
         self.version = 0
+        self._cost_key: object = None  # what the held costs were computed by
 
     def _check(self, vector: Vector) -> Vector:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
@@ -355,6 +336,27 @@ class VectorCache:
             if index is not None and row_id in index.by_row:
                 index.remove(row_id)
                 self.version += 1
+
+    def replace_rows(
+        self,
+        user_id: uuid.UUID,
+        collection: str,
+        stale: Iterable[uuid.UUID],
+        entries: Iterable[Entry],
+    ) -> None:
+        """Drop these rows of one user's block and add `entries` (rows grouped by row id,
+        as `load` does), atomically: a turn sees the block before or after, never a row
+        half replaced."""
+        rows: dict[uuid.UUID, tuple[int, list[tuple[int, Vector]]]] = {}
+        for entry in entries:
+            held = rows.setdefault(entry.row_id, (entry.meta, []))
+            held[1].append((entry.role, self._check(entry.vector)))
+        with self._lock:
+            index = self._index(user_id, collection)
+            for row_id in stale:
+                index.remove(row_id)
+            index.add_many([(row_id, meta, pairs) for row_id, (meta, pairs) in rows.items()])
+            self.version += 1
 
     def drop_user(self, user_id: uuid.UUID) -> None:
         with self._lock:
@@ -450,7 +452,7 @@ class VectorCache:
             live = np.flatnonzero(np.isfinite(scores))
             limit = len(live) if k is None else min(k, len(live))
             row_ids, roles = index.row_ids, index.roles
-            order = _best_first(
+            order = best_first(
                 live,
                 scores,
                 limit,
@@ -460,20 +462,63 @@ class VectorCache:
             )
             return [Hit(row_ids[int(owner[i])], int(roles[i]), float(scores[i])) for i in order]
 
-    def rank_rows(
-        self, user_id: uuid.UUID, collection: str, query: Vector, ranker: Ranker, limit: int
-    ) -> tuple[list[RankedRow], float]:
-        """The `limit` rows the ranker puts highest (it gives -inf to rows that cannot be
-        chosen), with every key's cosine, and the highest rank of the rows left out
-        (-inf: none). The ranking runs over arrays of the whole block; only the rows
-        returned become objects."""
+    def ranking(
+        self,
+        user_id: uuid.UUID,
+        collection: str,
+        query: Vector,
+        ranker: Ranker,
+        cost_key: object = None,
+    ) -> BlockRanking | None:
+        """Every row of the user's block ranked once (the ranker gives -inf to rows that
+        cannot be chosen), with the rows' costs known under `cost_key` (see set_costs):
+        one pass over the block under the lock, then questions about it without the
+        lock (store/block_ranking.py)."""
         query = self._check(query)
         with self._lock:
             index = self._indexes.get((user_id, collection))
             if index is None or index.ntotal == 0:
-                return [], -np.inf
-            top, rest = index.top(ranker(index.scores(query)), limit)
-            return [RankedRow(index.row_ids[i], index.roles_of(i, query)) for i in top], rest
+                return None
+            rows = len(index.row_ids)
+            return BlockRanking(
+                index.row_ids,
+                index.first[:rows],
+                index.roles[: index.size],
+                index.vectors[: index.size],
+                query,
+                ranker(index.scores(query)),
+                index.costs(known=cost_key is not None and cost_key == self._cost_key),
+            )
+
+    def rank_rows(
+        self, user_id: uuid.UUID, collection: str, query: Vector, ranker: Ranker, limit: int
+    ) -> tuple[list[RankedRow], float]:
+        """The `limit` rows the ranker puts highest, with every key's cosine, and the
+        highest rank of the rows left out (-inf: none)."""
+        ranking = self.ranking(user_id, collection, query, ranker)
+        if ranking is None:
+            return [], -np.inf
+        top, rest = ranking.top(limit)
+        return ranking.rows(top), rest
+
+    def set_costs(
+        self, user_id: uuid.UUID, collection: str, key: object, costs: Mapping[uuid.UUID, int]
+    ) -> None:
+        """Remember rows' costs under `key` (what computes them): a cost under another key
+        is not this one's, so a new key forgets every cost held. Not a change of the
+        cache's content (no version bump: snapshots do not hold costs)."""
+        with self._lock:
+            if key != self._cost_key:
+                for held in self._indexes.values():
+                    held.cost = np.empty(0, dtype=np.int32)
+                self._cost_key = key
+            index = self._indexes.get((user_id, collection))
+            if index is None:
+                return
+            for row_id, cost in costs.items():
+                at = index.by_row.get(row_id)
+                if at is not None:
+                    index.set_cost(at, cost)
 
     def search_rows(
         self, user_id: uuid.UUID, collection: str, query: Vector, k: int | None
