@@ -100,7 +100,7 @@ def test_corrupt_snapshot_is_rebuilt_from_sql(start_app: Any, tmp_path: Path, ca
     h = _fill(first)
     before = _answers(first, h)
     _stop(first)
-    data = next((tmp_path / "data" / "index").glob("index-*.npz"))
+    data = next((tmp_path / "data" / "index").glob("seg-*.bin"))
     raw = bytearray(data.read_bytes())
     raw[len(raw) // 3] ^= 0x55
     data.write_bytes(bytes(raw))
@@ -127,7 +127,7 @@ def test_missing_data_file_and_truncated_manifest_rebuild(start_app: Any, tmp_pa
     assert _index(second).last_load.startswith("rebuilt: unreadable manifest")
     assert _answers(second, h) == before
     _stop(second)
-    for data in folder.glob("index-*.npz"):
+    for data in folder.glob("seg-*.bin"):
         data.unlink()
     third = start_app()
     assert _index(third).last_load.startswith("rebuilt: data file unreadable")
@@ -148,7 +148,7 @@ def test_deleted_user_is_gone_from_the_snapshot_at_once(start_app: Any, tmp_path
     entries = read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)[1]
     assert len({e.user_id for e in entries}) == 1
     assert len(entries) == index.cache.count()
-    assert len(list(folder.glob("index-*.npz"))) == 1
+    assert len(list(folder.glob("seg-*.bin"))) == 1
 
 
 def test_restart_keeps_text_and_condition_vectors(start_app: Any) -> None:
@@ -201,7 +201,7 @@ def test_rebuild_replaces_the_bad_snapshot_at_once(start_app: Any, tmp_path: Pat
     _fill(first)
     _stop(first)
     folder = tmp_path / "data" / "index"
-    data = next(folder.glob("index-*.npz"))
+    data = next(folder.glob("seg-*.bin"))
     data.write_bytes(data.read_bytes()[:64])
     second = start_app()
     assert _index(second).last_load.startswith("rebuilt")

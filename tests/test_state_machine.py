@@ -209,7 +209,7 @@ class ProfileMachine(RuleBasedStateMachine):
     def restart(self, corrupt: bool) -> None:
         self.client.__exit__(None, None, None)
         if corrupt:
-            for data in (self.dir / "data" / "index").glob("index-*.npz"):
+            for data in (self.dir / "data" / "index").glob("seg-*.bin"):
                 raw = bytearray(data.read_bytes())
                 raw[len(raw) // 2] ^= 0xFF
                 data.write_bytes(bytes(raw))
