@@ -514,6 +514,10 @@ class VectorCache:
             self.version += 1
         return index.generation
 
+    def held_users(self) -> set[uuid.UUID]:
+        with self._lock:
+            return {user for (user, _), idx in self._indexes.items() if idx.live_vectors}
+
     def user_digests_unlocked(self) -> dict[uuid.UUID, int]:
         """`user_digests`, with the lock held per block only (a background check must
         not stall turns for a million rows), and a block still as loaded hashed from

@@ -214,8 +214,9 @@ class ProfileMachine(RuleBasedStateMachine):
                 raw[len(raw) // 2] ^= 0xFF
                 data.write_bytes(bytes(raw))
         self.client = self._start()
-        if corrupt:
-            assert self.ports.index.last_load.startswith("rebuilt")
+        # A damaged table rebuilds everything, a damaged live block its user; the flipped
+        # byte may also lie in padding or a dead block, which nothing reads. Either way
+        # the invariants below hold: nothing damaged is served.
 
     # -- invariants ----------------------------------------------------------------------
 
