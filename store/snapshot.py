@@ -217,6 +217,8 @@ def write_snapshot(
         for index, (gen, _) in enumerate(batch):
             if gen is not None:
                 placed_now[gen] = BlockRef(name, index)
+    if new_segments:
+        _fsync_dir(directory)  # the segments' names are durable before a manifest names them
     segments = tuple(keep_segments + new_segments)
     count = sum(len(b.vectors) for _, b in fresh) + sum(
         previous[r.segment][0].vectors_of(r.block) for r in kept.values()
