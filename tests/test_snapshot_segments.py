@@ -4,12 +4,14 @@ files, and a damaged block is found before anything is served from it."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from store.segments import Segment
 from store.snapshot import load_snapshot, read_snapshot, write_snapshot
 from store.vector_index import Entry, VectorCache
 from tests.conftest import Api
@@ -222,6 +224,7 @@ def test_a_damaged_block_is_rebuilt_from_sql_never_served(
     first = start_app()
     h = _fill(first)
     before = _answers(first, h, ("alice", "bob", "carol"))
+    _settle(first)
     _stop(first)
     (data,) = (tmp_path / "data" / "index").glob("seg-*.bin")
     raw = bytearray(data.read_bytes())
@@ -236,3 +239,64 @@ def test_a_damaged_block_is_rebuilt_from_sql_never_served(
     assert index.corrupt_blocks == 1
     assert "failed their checksum" in caplog.text
     assert not index._unverified
+
+
+def test_a_damaged_block_is_not_rewritten_under_a_new_digest(
+    start_app: Any, tmp_path: Path
+) -> None:
+    """A write to a user whose mapped block is damaged and not verified yet copies the
+    damaged vectors into memory; the next snapshot must not persist them as good."""
+    folder = tmp_path / "data" / "index"
+    first = start_app()
+    h = _fill(first)
+    _settle(first)  # the snapshot has seen every change: the restart replays nobody
+    _stop(first)
+    (data,) = folder.glob("seg-*.bin")
+    raw = bytearray(data.read_bytes())
+    segment = Segment(data, table_sha256=_table_sha(folder, data.name), size=len(raw), dim=64)
+    vectors = array_offset(bytes(raw), "vectors")
+    for b in range(segment.blocks):  # every block's first vector
+        raw[vectors + int(segment.vecs[b]) * 64 * 4 + 5] ^= 0x40
+    data.write_bytes(bytes(raw))
+
+    second = start_app(index_verify_at_start_mb=0)
+    second.instruction(h, "alice", text="Km not miles", applies_when="trip plan itinerary")
+    _index(second).snapshot(force=True)
+    ports = second.client.app.state.ports  # type: ignore[attr-defined]
+    in_sql: dict[uuid.UUID, list[Any]] = {}
+    for e in ports.instructions.entries(None, model="test/hashing-v1"):
+        in_sql.setdefault(e.user_id, []).append((e.row_id.bytes, e.role, e.vector.tobytes()))
+    loaded = load_snapshot(folder, embedder_id="test/hashing-v1", dim=64)
+    good = 0
+    for ref, block in loaded.live_blocks():  # a block with a good digest holds SQL's data
+        if loaded.verify(ref):
+            good += 1
+            ends = [*block.first[1:].tolist(), len(block.vectors)]
+            held = [
+                (bytes(block.row_ids[r]), int(block.roles[v]), block.vectors[v].tobytes())
+                for r, start in enumerate(block.first.tolist())
+                for v in range(start, ends[r])
+            ]
+            assert sorted(held) == sorted(in_sql[block.user_id])
+    assert good >= 1  # alice's block at least was written again
+    assert _index(second).corrupt_blocks >= 1
+    assert _index(second).checked.wait(30)
+    _index(second).snapshot(force=True)
+    everything = read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)[1]
+    assert sorted((e.row_id.bytes, e.role, e.vector.tobytes()) for e in everything) == sorted(
+        row for rows in in_sql.values() for row in rows
+    )
+    assert _index(second).corrupt_blocks == 3
+
+
+def _settle(api: Api) -> None:
+    """Follow the change log to its end, then snapshot: a restart replays no user."""
+    index = _index(api)
+    index.follow()
+    index.snapshot(force=True)
+    assert index.cache.version == index._snapshot_version
+
+
+def _table_sha(folder: Path, name: str) -> str:
+    body = json.loads((folder / "manifest.json").read_text())
+    return str(next(s["table_sha256"] for s in body["segments"] if s["file"] == name))
