@@ -138,13 +138,22 @@ def fill(data: Path, helper: Path, users: int, per_user: int) -> tuple[str, list
     for scope in scopes:
         vectors = rng.normal(size=(per_user, DIM)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        keys = InstructionEmbeddings(MODEL, DIM, b"", None, pool.applicability, pool.requests)
+        template = first_version(
+            scope, "rule", None, False, InstructionSource.user, keys
+        ).model_dump()
         rows = []
-        for i in range(per_user):
-            keys = InstructionEmbeddings(
-                MODEL, DIM, vectors[i].tobytes(), None, pool.applicability, pool.requests
+        for i in range(per_user):  # a copy of one row per item: the fill is not timed
+            row_id = uuid.uuid4()
+            rows.append(
+                {
+                    **template,
+                    "id": row_id,
+                    "instruction_id": row_id,
+                    "text": f"rule {i}",
+                    "text_embedding": vectors[i].tobytes(),
+                }
             )
-            row = first_version(scope, f"rule {i}", None, False, InstructionSource.user, keys)
-            rows.append(row.model_dump())
         with Session(engine) as session:
             session.execute(sa.insert(Instruction), rows)
             record_user_change(session, scope, "instruction", uuid.uuid4(), "created", 1)

@@ -346,16 +346,27 @@ def _row_count(index: _UserIndex) -> int:
 
 
 class _RowIdsOf(Sequence[uuid.UUID]):
-    """A block's row ids for a snapshot view, built only if the snapshot reads them."""
+    """A mapped block's row ids for a snapshot view, from its (immutable) bytes and only
+    if the snapshot reads them."""
 
-    def __init__(self, index: _UserIndex, rows: int) -> None:
-        self._index, self._rows = index, rows
+    def __init__(self, row_bytes: npt.NDArray[np.uint8]) -> None:
+        self._bytes = row_bytes
 
     def __len__(self) -> int:
-        return self._rows
+        return len(self._bytes)
 
     def __getitem__(self, i: Any) -> Any:
-        return self._index.row_ids[: self._rows][i]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return uuid.UUID(bytes=bytes(self._bytes[i]))
+
+
+def _view_row_ids(index: _UserIndex) -> Sequence[uuid.UUID]:
+    """The list itself for a block in memory (a later compaction swaps in a new list,
+    never changes this one), lazy ids for a mapped block not used yet."""
+    if isinstance(index, _MappedIndex) and not index.materialized:
+        return _RowIdsOf(index.row_bytes)
+    return index.row_ids
 
 
 def _best_first(
@@ -631,7 +642,7 @@ class VectorCache:
                     BlockView(
                         user_id,
                         collection,
-                        _RowIdsOf(index, rows),
+                        _view_row_ids(index),
                         index.first[:rows],
                         index.meta[:rows],
                         index.alive[:rows].copy(),
