@@ -259,6 +259,7 @@ def build_ports(
         embedder_id=embedder.model_id,
         load_retries=settings.index_load_retries,
         load_backoff_s=settings.index_load_backoff_s,
+        verify_at_start_bytes=settings.index_verify_at_start_mb << 20,
         follow_gap_timeout_s=settings.index_follow_gap_s,
         meta_layout=layout_id(DOMAINS),
     )

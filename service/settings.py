@@ -144,6 +144,13 @@ class Settings(BaseSettings):
     index_load_backoff_s: float = Field(
         1.0, gt=0, le=60, description="first retry delay of a failed index load; doubles, max 30 s"
     )
+    index_verify_at_start_mb: int = Field(
+        64,
+        ge=0,
+        le=1 << 20,
+        description="a vector snapshot up to this size is checksummed before ready; a larger "
+        "one block by block on first use and in the background",
+    )
     unready_unhealthy_after_s: float = Field(
         300.0, gt=0, description="/healthz answers 503 after this long not ready"
     )

@@ -1,10 +1,16 @@
 """Brings the vector cache up and keeps it equal to SQL, on every replica.
 
-Start: remove what a killed snapshot write left, load the snapshot, check its manifest,
-replay the users changed since its change sequence, then compare every user's rows
-with SQL by a digest of their row ids (an edit writes a new row id but keeps the count,
-and a database restored from a backup can have other rows under the same count); users
-that differ are rebuilt from SQL. A snapshot that cannot be trusted at all (missing,
+Start: remove what a killed snapshot write left, map the snapshot's segments (the
+manifest and each segment's table are checked; no vector is read: blocks are views of
+the mapped files), replay the users changed since its change sequence, and report
+ready. Two checks then run in the background (before ready when the snapshot is small,
+or when its change sequence is ahead of the database's, i.e. the database was restored
+from a backup): every block's bytes against its digest, and every user's rows against
+SQL by a digest of their row ids (an edit writes a new row id but keeps the count);
+users that fail either are rebuilt from SQL. Until its blocks are verified, a user's
+first turn (`ensure_fresh`) verifies them first, so a flipped bit is never served, and
+a snapshot write verifies a changed user's old blocks before it persists them. A
+snapshot that cannot be trusted at all (missing,
 torn, flipped, absurd, other embedder) → rebuild everything from SQL. A load that fails
 for any other reason (the database is not reachable yet, a lock timeout) is retried
 with backoff, the last tries as a plain rebuild, until it succeeds: until then the
@@ -33,10 +39,12 @@ from store.changes import Change, ChangeLogReader
 from store.errors import NotReady
 from store.item_refresh import MAX_ITEMS, ItemRows, changed_items
 from store.snapshot import (
+    BlockRef,
+    LoadedSnapshot,
     Manifest,
     SnapshotInvalid,
     SnapshotMissing,
-    read_snapshot_arrays,
+    load_snapshot,
     remove_leftovers,
     write_snapshot,
 )
@@ -84,6 +92,7 @@ class IndexManager:
         load_backoff_s: float = 1.0,
         follow_gap_timeout_s: float = 30.0,
         meta_layout: str = "",
+        verify_at_start_bytes: int = 64 << 20,
     ) -> None:
         self.cache = cache
         self._sources = sources
@@ -111,6 +120,14 @@ class IndexManager:
         self.rows_read = 0
         # Called with a deleted user's id, so other per-user memory forgets it too.
         self.forget_hooks: list[Callable[[uuid.UUID], None]] = []
+        # Snapshots smaller than this are verified block by block before ready.
+        self._verify_at_start_bytes = verify_at_start_bytes
+        self._loaded: LoadedSnapshot | None = None  # the mapped snapshot blocks come from
+        self._unverified: dict[uuid.UUID, list[BlockRef]] = {}  # loaded, not yet checked
+        self._placed: dict[int, BlockRef] = {}  # block generation -> where it is on disk
+        self._sql_checked = True
+        self.corrupt_blocks = 0  # snapshot blocks found corrupt (their users rebuilt)
+        self.checked = threading.Event()  # set when the background checks are done
 
     # -- readiness -------------------------------------------------------------------
 
@@ -194,14 +211,22 @@ class IndexManager:
             self._write_snapshot()
         self._set_state(IndexState.ready)
         log.info("vector index ready (%s, %d vectors)", self.last_load, self.cache.count())
+        if self._unverified or not self._sql_checked:
+            threading.Thread(
+                target=self._check_in_background, name="tailor-index-check", daemon=True
+            ).start()
+        else:
+            self.checked.set()
 
     def _load_snapshot_and_check(self) -> None:
-        manifest, arrays = read_snapshot_arrays(
+        loaded = load_snapshot(
             self._dir, embedder_id=self._embedder_id, dim=self.cache.dim, layout=self._layout
         )
+        manifest = loaded.manifest
         with self.write_lock:
             loaded_at = self._changes.last_seq()
-            if manifest.last_change_seq > loaded_at:
+            restored = manifest.last_change_seq > loaded_at
+            if restored:
                 log.warning(
                     "the snapshot has seen change %d, the database ends at %d (restored "
                     "from a backup?); every user is checked against SQL",
@@ -209,21 +234,80 @@ class IndexManager:
                     loaded_at,
                 )
             self.cache.clear()
-            self.cache.load_arrays(arrays)
+            self._unverified, self._placed = {}, {}
+            for ref, block in loaded.live_blocks():
+                generation = self.cache.load_block(
+                    block.user_id,
+                    block.collection,
+                    block.row_ids,
+                    block.first,
+                    block.meta,
+                    block.roles,
+                    block.vectors,
+                )
+                self._placed[generation] = ref
+                self._unverified.setdefault(block.user_id, []).append(ref)
+            self._loaded = loaded
             self._snapshot_version = self.cache.version
             self._begin(loaded_at)
+            if sum(s.size for s in manifest.segments) <= self._verify_at_start_bytes:
+                self._verify_users(set(self._unverified))
             self.refresh_users(self._changes.users_changed_since(manifest.last_change_seq))
-            differ = self.users_unlike_sql()
-            if differ:
-                log.warning(
-                    "%d user(s) in the snapshot differ from SQL; rebuilding them", len(differ)
+            self._sql_checked = restored
+            if restored:
+                self._refresh_unlike_sql(self.users_unlike_sql())
+
+    def _verify_users(self, user_ids: set[uuid.UUID]) -> None:
+        """Check these users' loaded blocks against their digests; rebuild from SQL the
+        users whose blocks fail. Reads the blocks' bytes (pages fault in)."""
+        loaded = self._loaded
+        with self.write_lock:
+            pending = {u: self._unverified[u] for u in user_ids if u in self._unverified}
+            if loaded is None or not pending:
+                return
+            bad: set[uuid.UUID] = set()
+            for user_id, refs in pending.items():
+                failed = [ref for ref in refs if not loaded.verify(ref)]
+                if failed:
+                    self.corrupt_blocks += len(failed)
+                    bad.add(user_id)
+            if bad:
+                log.error(
+                    "%d snapshot block(s) of %d user(s) failed their checksum; those users "
+                    "are rebuilt from SQL",
+                    sum(len(pending[u]) for u in bad),
+                    len(bad),
                 )
-                self.refresh_users(differ)
+                self.refresh_users(bad)
+            for user_id in pending:
+                self._unverified.pop(user_id, None)
+
+    def _check_in_background(self) -> None:
+        """After ready: verify the blocks no turn has verified yet, then compare every
+        user's rows with SQL. A failure is logged; turns still verify their user."""
+        try:
+            for user_id in list(self._unverified):
+                if self._stopping.is_set():
+                    return
+                self._verify_users({user_id})
+            if not self._sql_checked and not self._stopping.is_set():
+                self._refresh_unlike_sql(self.users_unlike_sql(unlocked=True))
+                self._sql_checked = True
+        except Exception as exc:
+            log.warning("background index check failed: %s: %s", type(exc).__name__, exc)
+        finally:
+            self.checked.set()
+
+    def _refresh_unlike_sql(self, differ: set[uuid.UUID]) -> None:
+        if differ:
+            log.warning("%d user(s) in the snapshot differ from SQL; rebuilding them", len(differ))
+            self.refresh_users(differ)
 
     def rebuild_all(self) -> None:
         with self.write_lock:
             loaded_at = self._changes.last_seq()  # before the rows: see refresh_users
             self.cache.clear()
+            self._unverified, self._placed, self._sql_checked = {}, {}, True
             for source in self._sources:
                 self.cache.load(source.entries(None, model=self._embedder_id))
             self._begin(loaded_at)
@@ -233,15 +317,16 @@ class IndexManager:
         self._loaded_at = loaded_at
         self._follower.start_at(loaded_at, lookback=FOLLOW_LOOKBACK)
 
-    def users_unlike_sql(self) -> set[uuid.UUID]:
+    def users_unlike_sql(self, *, unlocked: bool = False) -> set[uuid.UUID]:
         """Users whose cached rows are not the rows SQL has: per user, a digest of the
-        (collection, row id) pairs on each side. Reads ids only, never vectors."""
+        (collection, row id) pairs on each side. Reads ids only, never vectors.
+        `unlocked`: the cache lock is taken per block (a background check)."""
         in_sql: dict[uuid.UUID, int] = {}
         for source in self._sources:
             for user_id, row_id in source.row_ids(model=self._embedder_id):
                 share = row_digest(source.collection, row_id)
                 in_sql[user_id] = (in_sql.get(user_id, 0) + share) % DIGEST_MOD
-        cached = self.cache.user_digests()
+        cached = self.cache.user_digests_unlocked() if unlocked else self.cache.user_digests()
         return {u for u in in_sql.keys() | cached.keys() if in_sql.get(u) != cached.get(u)}
 
     # -- following the database ------------------------------------------------------
@@ -261,6 +346,7 @@ class IndexManager:
             self.cache.replace_users(user_ids, entries)
             for user_id in user_ids:
                 self._stamps[user_id] = stamps.get(user_id, 0)
+                self._unverified.pop(user_id, None)  # its blocks come from SQL now
 
     def apply_changes(self, user_id: uuid.UUID, changes: Sequence[Change]) -> bool:
         """Bring one user's changed items up to SQL, item by item, when the changes say
@@ -282,9 +368,12 @@ class IndexManager:
         return True
 
     def ensure_fresh(self, user_id: uuid.UUID) -> None:
-        """Called by every turn before it searches: one indexed range read of the user's
+        """Called by every turn before it searches: a user whose snapshot blocks are not
+        verified yet is verified first (once); then one indexed range read of the user's
         changes past its stamp (none, nearly always); the changed items are read back,
         or the whole user when the changes do not say which items they touched."""
+        if user_id in self._unverified:
+            self._verify_users({user_id})
         held = self._stamps.get(user_id, self._loaded_at)
         changes = self._changes.user_changes_after(user_id, held, limit=MAX_ITEMS + 1)
         if changes and not self.apply_changes(user_id, changes):
@@ -300,6 +389,7 @@ class IndexManager:
         with self.write_lock:
             self.cache.drop_user(user_id)
             self._stamps.pop(user_id, None)
+            self._unverified.pop(user_id, None)
         for forget in self.forget_hooks:
             forget(user_id)
 
@@ -343,8 +433,18 @@ class IndexManager:
                 # Changes up to the follower's watermark are all in the cache; above it
                 # some may not be, so a load replays from there (and checks digests).
                 last_seq = self._follower.watermark
-                version = self.cache.version
                 entries = self.cache.capture()  # O(blocks): encoded below, unlocked
+                # A changed block of a user not verified yet holds bytes read from the
+                # snapshot: check them before they are written under a new digest.
+                doubtful = {
+                    v.user_id
+                    for v in entries
+                    if v.user_id in self._unverified and v.generation not in self._placed
+                }
+                if doubtful:
+                    self._verify_users(doubtful)
+                    entries = self.cache.capture()
+                version = self.cache.version
             try:
                 manifest = write_snapshot(
                     self._dir,
@@ -353,9 +453,11 @@ class IndexManager:
                     dim=self.cache.dim,
                     last_change_seq=last_seq,
                     layout=self._layout,
+                    placed=self._placed,
                 )
             except OSError:
                 log.exception("writing the vector snapshot failed; SQL remains the truth")
                 return None
+            self._placed = dict(manifest.placed)
             self._snapshot_version = version
             return manifest

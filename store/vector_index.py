@@ -14,6 +14,7 @@ the last bit with a row's position; see inner_products)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -123,12 +124,13 @@ class BlockView:
 
     user_id: uuid.UUID
     collection: str
-    row_ids: list[uuid.UUID]  # the block's list; only its first len(first) are this view's
+    row_ids: Sequence[uuid.UUID]  # the block's; only its first len(first) are this view's
     first: npt.NDArray[np.int64]
     meta: npt.NDArray[np.int64]
     alive: npt.NDArray[np.bool_]
     roles: npt.NDArray[np.int16]
     vectors: npt.NDArray[np.float32]
+    generation: int = 0  # the block's generation at capture (0: unknown, always written)
 
     def live_rows(self) -> npt.NDArray[np.intp]:
         return np.flatnonzero(self.alive)
@@ -137,6 +139,11 @@ class BlockView:
         """Per vector, the index of its row."""
         counts = np.diff(np.append(self.first, len(self.vectors)))
         return np.repeat(np.arange(len(self.first)), counts)
+
+
+# Every change to a block gives it a new generation, unique in the process: a snapshot
+# keeps a block it wrote (or loaded) before where it is while the generation is the same.
+_GENERATIONS = itertools.count(1)
 
 
 class _UserIndex:
@@ -163,6 +170,7 @@ class _UserIndex:
         # Per row, what it costs to render (-1: not known yet); filled by the turns that
         # fetch rows (block_ranking), shorter than the rows until then.
         self.cost = np.empty(0, dtype=np.int32)
+        self.generation = next(_GENERATIONS)
 
     def costs(self, *, known: bool = True) -> npt.NDArray[np.int32]:
         """The rows' known costs, padded with -1 to every row (a copy); all -1 when the
@@ -240,6 +248,7 @@ class _UserIndex:
         self.size = at
         self.live_vectors += total
         self._groups = None
+        self.generation = next(_GENERATIONS)
 
     def _span(self, index: int) -> tuple[int, int]:
         end = int(self.first[index + 1]) if index + 1 < len(self.row_ids) else self.size
@@ -250,6 +259,7 @@ class _UserIndex:
         if index is None:
             return
         self.alive[index] = False
+        self.generation = next(_GENERATIONS)
         start, end = self._span(index)
         self.live_vectors -= end - start
         if self.size > 1024 and self.live_vectors < self.size // 2:
@@ -285,6 +295,74 @@ class _UserIndex:
         for role, score in zip(self.roles[start:end].tolist(), scores.tolist(), strict=True):
             roles[role] = max(score, roles.get(role, -np.inf))
         return roles
+
+
+class _MappedIndex(_UserIndex):
+    """A block held as a mapped segment's arrays whose row ids become objects only when
+    the block is first used: a start holds a million rows as bytes, not as a million
+    UUIDs and a dict (seconds of work, hundreds of MB). Until then the block is as
+    loaded, so a snapshot keeps it where it is and reads none of it."""
+
+    def __init__(
+        self,
+        dim: int,
+        row_bytes: npt.NDArray[np.uint8],
+        first: npt.NDArray[np.int64],
+        meta: npt.NDArray[np.int64],
+        roles: npt.NDArray[np.int16],
+        vectors: npt.NDArray[np.float32],
+    ) -> None:
+        super().__init__(dim)
+        del self.row_ids, self.by_row  # built by __getattr__ on first use
+        self.row_bytes = row_bytes
+        self.vectors, self.roles, self.size = vectors, roles, len(vectors)
+        self.first, self.meta = first, meta
+        self.alive = np.ones(len(row_bytes), dtype=bool)
+        self.live_vectors = len(vectors)
+
+    @property
+    def materialized(self) -> bool:
+        return "row_ids" in self.__dict__
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("row_ids", "by_row"):
+            raise AttributeError(name)
+        keys = np.ascontiguousarray(self.__dict__["row_bytes"]).view("V16").reshape(-1)
+        ids = [uuid.UUID(bytes=b) for b in keys.tolist()]
+        self.__dict__["row_ids"] = ids
+        self.__dict__["by_row"] = {row_id: i for i, row_id in enumerate(ids)}
+        return self.__dict__[name]
+
+
+def _row_count(index: _UserIndex) -> int:
+    """Rows in the block (dead ones included), without building a mapped block's ids."""
+    if isinstance(index, _MappedIndex) and not index.materialized:
+        return len(index.row_bytes)
+    return len(index.row_ids)
+
+
+class _RowIdsOf(Sequence[uuid.UUID]):
+    """A mapped block's row ids for a snapshot view, from its (immutable) bytes and only
+    if the snapshot reads them."""
+
+    def __init__(self, row_bytes: npt.NDArray[np.uint8]) -> None:
+        self._bytes = row_bytes
+
+    def __len__(self) -> int:
+        return len(self._bytes)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return uuid.UUID(bytes=bytes(self._bytes[i]))
+
+
+def _view_row_ids(index: _UserIndex) -> Sequence[uuid.UUID]:
+    """The list itself for a block in memory (a later compaction swaps in a new list,
+    never changes this one), lazy ids for a mapped block not used yet."""
+    if isinstance(index, _MappedIndex) and not index.materialized:
+        return _RowIdsOf(index.row_bytes)
+    return index.row_ids
 
 
 class VectorCache:
@@ -430,6 +508,54 @@ class VectorCache:
                 )
             self.version += 1
 
+    def load_block(
+        self,
+        user_id: uuid.UUID,
+        collection: str,
+        row_ids: npt.NDArray[np.uint8],
+        first: npt.NDArray[np.int64],
+        meta: npt.NDArray[np.int64],
+        roles: npt.NDArray[np.int16],
+        vectors: npt.NDArray[np.float32],
+    ) -> int:
+        """Hold a block as these arrays, without copying them (a mapped segment's views:
+        read-only, so a change to the block builds it anew in memory). Returns the
+        block's generation. Replaces what the cache held for (user, collection)."""
+        index = _MappedIndex(self.dim, row_ids, first, meta, roles, vectors)
+        with self._lock:
+            self._indexes[(user_id, collection)] = index
+            self.version += 1
+        return index.generation
+
+    def held_users(self) -> set[uuid.UUID]:
+        with self._lock:
+            return {user for (user, _), idx in self._indexes.items() if idx.live_vectors}
+
+    def user_digests_unlocked(self) -> dict[uuid.UUID, int]:
+        """`user_digests`, with the lock held per block only (a background check must
+        not stall turns for a million rows), and a block still as loaded hashed from
+        its bytes, not turned into objects."""
+        with self._lock:
+            keys = list(self._indexes)
+        digests: dict[uuid.UUID, int] = {}
+        for key in keys:
+            with self._lock:
+                index = self._indexes.get(key)
+                if index is None or index.live_vectors == 0:
+                    continue
+                if isinstance(index, _MappedIndex) and not index.materialized:
+                    ids = index.row_bytes
+                    held = [bytes(b) for b in np.ascontiguousarray(ids).view("V16").reshape(-1)]
+                else:
+                    held = [row_id.bytes for row_id in index.by_row]
+            prefix = key[1].encode()
+            total = digests.get(key[0], 0)
+            for raw in held:
+                share = hashlib.blake2b(prefix + raw, digest_size=16).digest()
+                total = (total + int.from_bytes(share, "little")) % DIGEST_MOD
+            digests[key[0]] = total
+        return {user: digest for user, digest in digests.items() if digest}
+
     def clear(self) -> None:
         with self._lock:
             self._indexes.clear()
@@ -554,19 +680,20 @@ class VectorCache:
         with self._lock:
             views = []
             for (user_id, collection), index in self._indexes.items():
-                rows = len(index.row_ids)
-                if not index.by_row:
+                rows = _row_count(index)
+                if index.live_vectors == 0:
                     continue
                 views.append(
                     BlockView(
                         user_id,
                         collection,
-                        index.row_ids,
+                        _view_row_ids(index),
                         index.first[:rows],
                         index.meta[:rows],
                         index.alive[:rows].copy(),
                         index.roles[: index.size],
                         index.vectors[: index.size],
+                        index.generation,
                     )
                 )
             return views

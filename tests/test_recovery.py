@@ -128,11 +128,11 @@ def test_leftovers_of_a_killed_snapshot_write_are_removed_at_start(
     h = _fill(first)
     first.client.__exit__(None, None, None)
     folder = tmp_path / "data" / "index"
-    data = next(folder.glob("index-*.npz"))
+    data = next(folder.glob("seg-*.bin"))
     leftovers = [
         folder / f".{data.name}.0a1b2c3d.tmp",
         folder / ".manifest.json.0a1b2c3d.tmp",
-        folder / "index-7-0a1b2c3d.npz",  # written, but the manifest never named it
+        folder / "seg-7-0a1b2c3d.bin",  # written, but the manifest never named it
     ]
     for path in leftovers:
         path.write_bytes(data.read_bytes())

@@ -200,9 +200,9 @@ def test_a_deleted_user_leaves_no_vector_byte_on_any_replica(
         # what a SIGKILL in the middle of a snapshot write leaves behind
         second.stop()
         index = second.data / "index"
-        data_file = next(index.glob("index-*.npz"))
+        data_file = next(index.glob("seg-*.bin"))
         shutil.copy(data_file, index / f".{data_file.name}.0123abcd.tmp")
-        shutil.copy(data_file, index / "index-1-deadbeef.npz")  # an orphan, never named
+        shutil.copy(data_file, index / "seg-1-deadbeef.bin")  # an orphan, never named
         second.start()
 
         assert a.delete("/v1/users/u1").status_code == 204

@@ -10,6 +10,7 @@ from typing import Any
 
 from store.snapshot import MANIFEST, read_snapshot
 from tests.conftest import Api
+from tests.segment_files import array_offset
 
 TURNS = ["plan a trip to Rome", "a recipe for dinner", "explain python code", "hello"]
 
@@ -96,17 +97,20 @@ def test_stale_snapshot_is_replayed_from_the_change_log(start_app: Any, tmp_path
 
 
 def test_corrupt_snapshot_is_rebuilt_from_sql(start_app: Any, tmp_path: Path, caplog: Any) -> None:
+    """A flipped byte in a segment's table (which says where every block lies) makes the
+    whole snapshot untrusted; one in a block's vectors is tests/test_snapshot_segments.py."""
     first = start_app()
     h = _fill(first)
     before = _answers(first, h)
     _stop(first)
-    data = next((tmp_path / "data" / "index").glob("index-*.npz"))
+    data = next((tmp_path / "data" / "index").glob("seg-*.bin"))
     raw = bytearray(data.read_bytes())
-    raw[len(raw) // 3] ^= 0x55
+    raw[array_offset(bytes(raw), "block_rows")] ^= 0x55
     data.write_bytes(bytes(raw))
 
     second = start_app()
-    assert _index(second).last_load.startswith("rebuilt: data file checksum mismatch")
+    assert _index(second).last_load.startswith("rebuilt: segment seg-")
+    assert "table checksum mismatch" in _index(second).last_load
     assert "vector snapshot rejected" in caplog.text
     assert _answers(second, h) == before
     _stop(second)  # the rebuilt index is snapshotted again on the way down
@@ -127,10 +131,11 @@ def test_missing_data_file_and_truncated_manifest_rebuild(start_app: Any, tmp_pa
     assert _index(second).last_load.startswith("rebuilt: unreadable manifest")
     assert _answers(second, h) == before
     _stop(second)
-    for data in folder.glob("index-*.npz"):
+    for data in folder.glob("seg-*.bin"):
         data.unlink()
     third = start_app()
-    assert _index(third).last_load.startswith("rebuilt: data file unreadable")
+    assert _index(third).last_load.startswith("rebuilt: segment seg-")
+    assert "unreadable" in _index(third).last_load
     assert _answers(third, h) == before
 
 
@@ -148,7 +153,7 @@ def test_deleted_user_is_gone_from_the_snapshot_at_once(start_app: Any, tmp_path
     entries = read_snapshot(folder, embedder_id="test/hashing-v1", dim=64)[1]
     assert len({e.user_id for e in entries}) == 1
     assert len(entries) == index.cache.count()
-    assert len(list(folder.glob("index-*.npz"))) == 1
+    assert len(list(folder.glob("seg-*.bin"))) == 1
 
 
 def test_restart_keeps_text_and_condition_vectors(start_app: Any) -> None:
@@ -201,7 +206,7 @@ def test_rebuild_replaces_the_bad_snapshot_at_once(start_app: Any, tmp_path: Pat
     _fill(first)
     _stop(first)
     folder = tmp_path / "data" / "index"
-    data = next(folder.glob("index-*.npz"))
+    data = next(folder.glob("seg-*.bin"))
     data.write_bytes(data.read_bytes()[:64])
     second = start_app()
     assert _index(second).last_load.startswith("rebuilt")

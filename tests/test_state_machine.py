@@ -209,13 +209,14 @@ class ProfileMachine(RuleBasedStateMachine):
     def restart(self, corrupt: bool) -> None:
         self.client.__exit__(None, None, None)
         if corrupt:
-            for data in (self.dir / "data" / "index").glob("index-*.npz"):
+            for data in (self.dir / "data" / "index").glob("seg-*.bin"):
                 raw = bytearray(data.read_bytes())
                 raw[len(raw) // 2] ^= 0xFF
                 data.write_bytes(bytes(raw))
         self.client = self._start()
-        if corrupt:
-            assert self.ports.index.last_load.startswith("rebuilt")
+        # A damaged table rebuilds everything, a damaged live block its user; the flipped
+        # byte may also lie in padding or a dead block, which nothing reads. Either way
+        # the invariants below hold: nothing damaged is served.
 
     # -- invariants ----------------------------------------------------------------------
 

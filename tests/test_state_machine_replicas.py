@@ -164,7 +164,7 @@ class TwoReplicas(RuleBasedStateMachine):
     def restart(self, which: int, corrupt: bool) -> None:
         self.clients[which].__exit__(None, None, None)
         if corrupt:
-            for data in (self.dir / f"replica{which}" / "index").glob("index-*.npz"):
+            for data in (self.dir / f"replica{which}" / "index").glob("seg-*.bin"):
                 raw = bytearray(data.read_bytes())
                 raw[len(raw) // 2] ^= 0xFF
                 data.write_bytes(bytes(raw))

@@ -82,7 +82,7 @@ def test_snapshot_round_trip(tmp_path: Path) -> None:
     assert all(np.array_equal(by_key[key(e)], e.vector) for e in loaded)
     # a second snapshot replaces the first data file
     write_snapshot(tmp_path, entries[:3], embedder_id="m", dim=8, last_change_seq=43)
-    assert len(list(tmp_path.glob("index-*.npz"))) == 1
+    assert len(list(tmp_path.glob("seg-*.bin"))) == 1
 
 
 def test_missing_snapshot_is_reported_as_missing(tmp_path: Path) -> None:
@@ -93,7 +93,7 @@ def test_missing_snapshot_is_reported_as_missing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["flip", "truncate", "other_embedder", "other_dim", "manifest"])
 def test_damaged_snapshot_is_rejected(tmp_path: Path, damage: str) -> None:
     write_snapshot(tmp_path, _entries(), embedder_id="m", dim=8, last_change_seq=1)
-    data = next(tmp_path.glob("index-*.npz"))
+    data = next(tmp_path.glob("seg-*.bin"))
     embedder, dim = "m", 8
     if damage == "flip":
         raw = bytearray(data.read_bytes())
