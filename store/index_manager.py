@@ -125,6 +125,9 @@ class IndexManager:
         self._loaded: LoadedSnapshot | None = None  # the mapped snapshot blocks come from
         self._unverified: dict[uuid.UUID, list[BlockRef]] = {}  # loaded, not yet checked
         self._placed: dict[int, BlockRef] = {}  # block generation -> where it is on disk
+        # Users with vectors in the snapshot on disk: a deletion the follower sees must
+        # rewrite the snapshot whenever the user is there, held in memory or not.
+        self._on_disk: set[uuid.UUID] = set()
         self._sql_checked = True
         self.corrupt_blocks = 0  # snapshot blocks found corrupt (their users rebuilt)
         self.checked = threading.Event()  # set when the background checks are done
@@ -234,7 +237,7 @@ class IndexManager:
                     loaded_at,
                 )
             self.cache.clear()
-            self._unverified, self._placed = {}, {}
+            self._unverified, self._placed, self._on_disk = {}, {}, set()
             for ref, block in loaded.live_blocks():
                 generation = self.cache.load_block(
                     block.user_id,
@@ -247,6 +250,7 @@ class IndexManager:
                 )
                 self._placed[generation] = ref
                 self._unverified.setdefault(block.user_id, []).append(ref)
+                self._on_disk.add(block.user_id)
             self._loaded = loaded
             self._snapshot_version = self.cache.version
             self._begin(loaded_at)
@@ -395,13 +399,13 @@ class IndexManager:
 
     def follow(self) -> FollowedChanges:
         """One poll of the change log: refresh the users other replicas (or this one)
-        changed, forget deleted users and, if one was held, snapshot at once so their
-        vectors leave the disk too."""
+        changed, forget deleted users and, if one was held in memory or is in the
+        snapshot on disk, snapshot at once so their vectors leave the disk too."""
         if not self.ready:
             return FollowedChanges()
         with self.write_lock:  # the follower's state, like the cache, changes under it
             found = self._follower.poll()
-            held = [u for u in found.deleted if self.cache.has_user(u)]
+            held = [u for u in found.deleted if self.cache.has_user(u) or u in self._on_disk]
             for user_id in found.deleted:
                 self.forget_user(user_id)
             by_user: dict[uuid.UUID, list[Change]] = {}
@@ -415,7 +419,7 @@ class IndexManager:
             }
             self.refresh_users(whole)
         if held:
-            self.snapshot()
+            self.snapshot(force=True)
         return found
 
     # -- snapshots -------------------------------------------------------------------
@@ -459,5 +463,6 @@ class IndexManager:
                 log.exception("writing the vector snapshot failed; SQL remains the truth")
                 return None
             self._placed = dict(manifest.placed)
+            self._on_disk = {v.user_id for v in entries}
             self._snapshot_version = version
             return manifest
