@@ -30,6 +30,7 @@ from personalization.provenance import TurnRecorder
 from personalization.statement_detector import detect_statements
 from personalization.statement_extractor import detector_with_model
 from personalization.suggestions import CaptureService
+from personalization.turn_batching import TurnLogWriter
 from service.metrics import (
     MODEL_LOAD_SECONDS,
     ObservedBackend,
@@ -79,6 +80,7 @@ class Ports:
     captures: CaptureRepository
     capture_service: CaptureService
     capture_worker: CaptureWorker
+    turn_log: TurnLogWriter | None = None  # batches turn records; flushed before reads
     embed_batcher: BatchingEmbedder | None = None
     gated_model: GatedBackend | None = None  # the configured model, built on first use
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -120,6 +122,12 @@ class Ports:
                 return
             delay = min(delay * 2, 30.0)
 
+    def flush_turn_records(self) -> None:
+        """Reads of a user's turns (the list, the export) see this replica's own turns:
+        the records queued before the read are written first."""
+        if self.turn_log is not None:
+            self.turn_log.flush()
+
     def chat_model_loaded(self) -> bool:
         """A model handed in by the caller (tests, embedding apps) counts as loaded."""
         return self.gated_model is None or self.gated_model.loaded
@@ -151,6 +159,8 @@ class Ports:
         for thread in self._threads:
             thread.join(timeout=10)
         self.index.snapshot()
+        if self.turn_log is not None:
+            self.turn_log.close()
         if self.embed_batcher is not None:
             self.embed_batcher.close()
         self.engine.dispose()
@@ -316,6 +326,7 @@ def build_ports(
     capture_worker.service = capture_service
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     turns = TurnRepository(engine)
+    turn_log = TurnLogWriter(turns)
     return Ports(
         settings=settings,
         engine=engine,
@@ -352,8 +363,9 @@ def build_ports(
         ),
         turns=turns,
         turn_recorder=ObservedTurnRecorder(
-            turns, keep=settings.turns_kept, keep_message=settings.turns_keep_message
+            turn_log, keep=settings.turns_kept, keep_message=settings.turns_keep_message
         ),
+        turn_log=turn_log,
         captures=captures,
         capture_service=capture_service,
         capture_worker=capture_worker,

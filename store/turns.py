@@ -6,6 +6,8 @@ per user. Every query carries the user's scope."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +23,17 @@ def _in_scope(scope: UserScope) -> tuple[sa.ColumnElement[bool], sa.ColumnElemen
         col(TurnRecord.tenant_id) == scope.tenant_id,
         col(TurnRecord.user_id) == scope.user_id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTurn:
+    """A turn record waiting to be written, stamped with the moment of the turn."""
+
+    scope: UserScope
+    endpoint: str
+    items: Sequence[dict[str, Any]]
+    message: str | None
+    at: datetime
 
 
 class TurnRepository:
@@ -62,6 +75,39 @@ class TurnRepository:
             )
             session.commit()
             return row
+
+    def record_many(self, turns: Sequence[PendingTurn], *, keep: int) -> None:
+        """Several turns in one transaction (one commit, so one fsync on SQLite, for a
+        whole batch), each user's prune once. All or nothing: a caller retries a
+        failed batch in smaller parts (a user deleted meanwhile fails its own rows)."""
+        if keep <= 0 or not turns:
+            return
+        with Session(self._engine) as session:
+            users: dict[Any, UserScope] = {}
+            for turn in turns:
+                session.add(
+                    TurnRecord(
+                        tenant_id=turn.scope.tenant_id,
+                        user_id=turn.scope.user_id,
+                        endpoint=turn.endpoint,
+                        items=list(turn.items),
+                        message=turn.message,
+                        at=turn.at,
+                    )
+                )
+                users[(turn.scope.tenant_id, turn.scope.user_id)] = turn.scope
+            session.flush()
+            for scope in users.values():
+                newest = (
+                    select(col(TurnRecord.id))
+                    .where(*_in_scope(scope))
+                    .order_by(col(TurnRecord.at).desc(), col(TurnRecord.id).desc())
+                    .limit(keep)
+                )
+                session.exec(
+                    delete(TurnRecord).where(*_in_scope(scope), col(TurnRecord.id).not_in(newest))
+                )
+            session.commit()
 
     def recent(self, scope: UserScope, *, limit: int) -> list[TurnRecord]:
         """Newest first."""
