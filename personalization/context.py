@@ -161,14 +161,24 @@ class ContextBuilder:
         return used, spent
 
     def build(
-        self, scope: UserScope, messages: Sequence[ChatMessage], options: ContextOptions
+        self,
+        scope: UserScope,
+        messages: Sequence[ChatMessage],
+        options: ContextOptions,
+        *,
+        stamp: int | None = None,
     ) -> TurnContext:
+        """`stamp`: the user's latest change sequence, when the caller read it with the
+        user (UserRepository.resolve_with_stamp); else it is read here."""
         self._index.require_ready()
         query = turn_query(messages)
         query_embedding = self._embedder.embed([query])[0]
         # Another replica may have written this user's profile since this one cached
         # it: one indexed read says so, and the user's vectors are reloaded first.
-        self._index.ensure_fresh(scope.user_id)
+        if stamp is None:
+            self._index.ensure_fresh(scope.user_id)
+        elif stamp > self._index.stamp(scope.user_id):
+            self._index.refresh_users({scope.user_id})
         selection = self._candidates.select(
             scope, query_embedding, options.policy, lambda c: _cost(instruction_item(c))
         )

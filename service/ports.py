@@ -31,6 +31,7 @@ from personalization.statement_detector import detect_statements
 from personalization.statement_extractor import detector_with_model
 from personalization.suggestions import CaptureService
 from personalization.turn_batching import TurnLogWriter
+from service.key_cache import KeyScopeCache
 from service.metrics import (
     MODEL_LOAD_SECONDS,
     ObservedBackend,
@@ -80,6 +81,7 @@ class Ports:
     captures: CaptureRepository
     capture_service: CaptureService
     capture_worker: CaptureWorker
+    key_cache: KeyScopeCache = field(default_factory=lambda: KeyScopeCache(0))
     turn_log: TurnLogWriter | None = None  # batches turn records; flushed before reads
     embed_batcher: BatchingEmbedder | None = None
     gated_model: GatedBackend | None = None  # the configured model, built on first use
@@ -366,6 +368,7 @@ def build_ports(
             turn_log, keep=settings.turns_kept, keep_message=settings.turns_keep_message
         ),
         turn_log=turn_log,
+        key_cache=KeyScopeCache(settings.key_cache_ttl_s),
         captures=captures,
         capture_service=capture_service,
         capture_worker=capture_worker,

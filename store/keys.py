@@ -151,6 +151,10 @@ class KeyRepository:
 
     def authenticate(self, raw_key: str) -> TenantScope:
         """Resolve a presented key to its scope; every failure reads the same."""
+        return self.authenticate_until(raw_key)[0]
+
+    def authenticate_until(self, raw_key: str) -> tuple[TenantScope, datetime | None]:
+        """`authenticate`, and when the key expires (for a cache of scopes)."""
         failure = Unauthorized("missing, unknown, revoked or expired API key")
         if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 128:
             raise failure
@@ -167,7 +171,8 @@ class KeyRepository:
                 key.last_used_at = now
                 session.add(key)
                 session.commit()
-            return TenantScope(tenant_id=key.tenant_id, key_id=key.id, bound_user_id=key.user_id)
+            scope = TenantScope(tenant_id=key.tenant_id, key_id=key.id, bound_user_id=key.user_id)
+            return scope, key.expires_at
 
     def revoke_session(
         self, caller: TenantScope, user: UserScope, key_id: uuid.UUID, *, name: str
