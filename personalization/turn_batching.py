@@ -40,7 +40,9 @@ class TurnLogWriter:
         *,
         max_batch: int = 256,
         max_pending: int = 10_000,
+        start: bool = True,
     ) -> None:
+        """`start=False` leaves the worker stopped until `start()` (tests fill a batch)."""
         self._turns = turns
         self._max_batch = max_batch
         self._max_pending = max_pending
@@ -51,6 +53,10 @@ class TurnLogWriter:
         self._closed = False
         self.dropped = 0
         self._worker = threading.Thread(target=self._run, name="tailor-turn-log", daemon=True)
+        if start:
+            self._worker.start()
+
+    def start(self) -> None:
         self._worker.start()
 
     def record(

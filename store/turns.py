@@ -83,30 +83,41 @@ class TurnRepository:
         if keep <= 0 or not turns:
             return
         with Session(self._engine) as session:
-            users: dict[Any, UserScope] = {}
-            for turn in turns:
-                session.add(
-                    TurnRecord(
-                        tenant_id=turn.scope.tenant_id,
-                        user_id=turn.scope.user_id,
-                        endpoint=turn.endpoint,
-                        items=list(turn.items),
-                        message=turn.message,
-                        at=turn.at,
-                    )
+            session.add_all(
+                TurnRecord(
+                    tenant_id=turn.scope.tenant_id,
+                    user_id=turn.scope.user_id,
+                    endpoint=turn.endpoint,
+                    items=list(turn.items),
+                    message=turn.message,
+                    at=turn.at,
                 )
-                users[(turn.scope.tenant_id, turn.scope.user_id)] = turn.scope
+                for turn in turns
+            )
             session.flush()
-            for scope in users.values():
-                newest = (
-                    select(col(TurnRecord.id))
-                    .where(*_in_scope(scope))
-                    .order_by(col(TurnRecord.at).desc(), col(TurnRecord.id).desc())
-                    .limit(keep)
+            # One statement prunes every user of the batch: rank each user's records
+            # newest first, delete those past `keep`.
+            ranked = (
+                select(
+                    col(TurnRecord.id).label("id"),
+                    sa.func.row_number()
+                    .over(
+                        partition_by=col(TurnRecord.user_id),
+                        order_by=(col(TurnRecord.at).desc(), col(TurnRecord.id).desc()),
+                    )
+                    .label("rank"),
                 )
-                session.exec(
-                    delete(TurnRecord).where(*_in_scope(scope), col(TurnRecord.id).not_in(newest))
+                .where(
+                    col(TurnRecord.tenant_id).in_({t.scope.tenant_id for t in turns}),
+                    col(TurnRecord.user_id).in_({t.scope.user_id for t in turns}),
                 )
+                .subquery()
+            )
+            session.exec(
+                delete(TurnRecord)
+                .where(col(TurnRecord.id).in_(select(ranked.c.id).where(ranked.c.rank > keep)))
+                .execution_options(synchronize_session=False)
+            )
             session.commit()
 
     def recent(self, scope: UserScope, *, limit: int) -> list[TurnRecord]:
