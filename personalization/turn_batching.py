@@ -4,9 +4,10 @@ Each /context or chat turn leaves a record of the items it used. Written one by 
 every turn paid its own transaction (an insert, the user's prune and a commit: on
 SQLite an fsync, serialised with every other writer), about a fifth of a turn's
 server time under load. Here a turn only appends its record to a queue; one worker
-writes everything waiting in one transaction. A record was already written after the
-answer went out, so nothing a client sees changes, except through `flush`: a read of
-the user's turns on this replica first waits for the records queued before it.
+writes everything that arrives within `max_wait_s` (50 ms) in one transaction. A
+record was already written after the answer went out, so nothing a client sees
+changes; and a read of the user's turns on this replica first `flush`es, waiting for
+the records queued before it.
 
 The queue is bounded: past `max_pending` records a new one is dropped and counted (a
 record is provenance, never the turn's result, and memory must not grow with an
@@ -40,12 +41,16 @@ class TurnLogWriter:
         *,
         max_batch: int = 256,
         max_pending: int = 10_000,
+        max_wait_s: float = 0.05,
         start: bool = True,
     ) -> None:
         """`start=False` leaves the worker stopped until `start()` (tests fill a batch)."""
         self._turns = turns
         self._max_batch = max_batch
         self._max_pending = max_pending
+        self._max_wait_s = max_wait_s
+        self._idle = False  # the worker waits for a first record (else it lingers)
+        self._flushing = 0  # callers of `flush` waiting: no lingering for them
         self._queue: deque[tuple[PendingTurn, int]] = deque()
         self._wakeup = threading.Condition()
         self._queued = 0  # records ever queued
@@ -79,7 +84,10 @@ class TurnLogWriter:
                 return
             self._queue.append((turn, keep))
             self._queued += 1
-            self._wakeup.notify_all()
+            # A lingering worker wakes on its own; waking it per record would cost
+            # every turn a thread switch.
+            if self._idle or len(self._queue) >= self._max_batch:
+                self._wakeup.notify_all()
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Wait until every record queued before this call is written (or has failed);
@@ -87,11 +95,16 @@ class TurnLogWriter:
         deadline = time.monotonic() + timeout_s
         with self._wakeup:
             target = self._queued
-            while self._done < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._worker.is_alive():
-                    return False
-                self._wakeup.wait(remaining)
+            self._flushing += 1
+            self._wakeup.notify_all()
+            try:
+                while self._done < target:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._worker.is_alive():
+                        return False
+                    self._wakeup.wait(remaining)
+            finally:
+                self._flushing -= 1
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -104,10 +117,19 @@ class TurnLogWriter:
     def _run(self) -> None:
         while True:
             with self._wakeup:
+                self._idle = True
                 while not self._queue and not self._closed:
                     self._wakeup.wait()
+                self._idle = False
                 if not self._queue:
                     return
+                # Linger for company: a few records per transaction instead of one.
+                deadline = time.monotonic() + self._max_wait_s
+                while len(self._queue) < self._max_batch and not (self._closed or self._flushing):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wakeup.wait(remaining)
                 take = min(self._max_batch, len(self._queue))
                 batch = [self._queue.popleft() for _ in range(take)]
             try:
