@@ -40,6 +40,7 @@ from service.metrics import (
 )
 from service.settings import Settings
 from service.threads import apply_thread_settings
+from service.worker_slot import WorkerSlot, claim_slot
 from store.captures import CaptureRepository
 from store.changes import ChangeLogReader
 from store.db import create_db_engine, migrate
@@ -81,6 +82,7 @@ class Ports:
     captures: CaptureRepository
     capture_service: CaptureService
     capture_worker: CaptureWorker
+    worker_slot: WorkerSlot | None = None  # with TAILOR_WORKERS > 1 (service/worker_slot.py)
     key_cache: KeyScopeCache = field(default_factory=lambda: KeyScopeCache(0))
     turn_log: TurnLogWriter | None = None  # batches turn records; flushed before reads
     embed_batcher: BatchingEmbedder | None = None
@@ -166,6 +168,8 @@ class Ports:
         if self.embed_batcher is not None:
             self.embed_batcher.close()
         self.engine.dispose()
+        if self.worker_slot is not None:
+            self.worker_slot.release()
 
 
 def _chat_loaded(seconds: float) -> None:
@@ -263,11 +267,13 @@ def build_ports(
     examples = ExampleRepository(engine)
     edits = EditRepository(engine)
     preferences = PreferenceRepository(engine)
+    # Several worker processes on one data folder: each owns a snapshot folder.
+    slot = claim_slot(settings.data_dir, settings.snapshot_dir) if settings.workers > 1 else None
     index = IndexManager(
         VectorCache(embedder.dim),
         [instructions, examples, edits],
         ChangeLogReader(engine),
-        settings.snapshot_dir,
+        slot.snapshot_dir if slot is not None else settings.snapshot_dir,
         embedder_id=embedder.model_id,
         load_retries=settings.index_load_retries,
         load_backoff_s=settings.index_load_backoff_s,
@@ -369,6 +375,7 @@ def build_ports(
         ),
         turn_log=turn_log,
         key_cache=KeyScopeCache(settings.key_cache_ttl_s),
+        worker_slot=slot,
         captures=captures,
         capture_service=capture_service,
         capture_worker=capture_worker,
