@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from store.clock import utcnow
+from store.keys import KeyRepository
 from store.scope import TenantScope
 
 
@@ -39,8 +39,11 @@ class KeyScopeCache:
         *,
         max_keys: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        unexpired: Callable[[datetime | None], bool] = KeyRepository.unexpired,
     ) -> None:
+        """`unexpired`: the key repository's own expiry rule (and clock)."""
         self._ttl_s = ttl_s
+        self._unexpired = unexpired
         self._max_keys = max_keys
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -63,8 +66,8 @@ class KeyScopeCache:
             entry = self._entries.get(digest)
             if entry is None:
                 return None
-            if self._clock() - entry.read_at >= self._ttl_s or (
-                entry.expires_at is not None and entry.expires_at <= utcnow()
+            if self._clock() - entry.read_at >= self._ttl_s or not self._unexpired(
+                entry.expires_at
             ):
                 del self._entries[digest]
                 return None

@@ -374,7 +374,7 @@ def build_ports(
             turn_log, keep=settings.turns_kept, keep_message=settings.turns_keep_message
         ),
         turn_log=turn_log,
-        key_cache=KeyScopeCache(settings.key_cache_ttl_s),
+        key_cache=KeyScopeCache(settings.key_cache_ttl_s, unexpired=keys.unexpired),
         worker_slot=slot,
         captures=captures,
         capture_service=capture_service,

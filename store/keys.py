@@ -199,6 +199,11 @@ class KeyRepository:
         except OperationalError as exc:
             log.info("key last use not stamped: %s", type(exc).__name__)
 
+    @staticmethod
+    def unexpired(expires_at: datetime | None) -> bool:
+        """The expiry rule `authenticate` applies, for a scope remembered since."""
+        return expires_at is None or expires_at > utcnow()
+
     def revoke_session(
         self, caller: TenantScope, user: UserScope, key_id: uuid.UUID, *, name: str
     ) -> None:
