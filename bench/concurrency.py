@@ -253,7 +253,12 @@ def launch(
     key = created.json()["api_key"]["key"]
     client.headers["Authorization"] = f"Bearer {key}"
     print(f"{name}: filling {args.users} users x {args.instructions} instructions", flush=True)
-    server.fill_rate = fill(client, args.users, args.instructions, args.fill_workers)
+    try:
+        server.fill_rate = fill(client, args.users, args.instructions, args.fill_workers)
+    except BaseException:  # not yet in the caller's list of servers to stop
+        process.terminate()
+        process.wait(30)
+        raise
     lua_queries = "{" + ", ".join(json.dumps(q) for q in QUERIES) + "}"
     server.script.write_text(LUA % {"users": args.users, "key": key, "queries": lua_queries})
     return server
