@@ -136,13 +136,23 @@ def embedder_ceiling(seconds: float, threads: int) -> tuple[float, float]:
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The process's CPU time and its children's (worker processes), alive or reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    total = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        children += [int(c) for c in task.read_text().split()]
+    return total / os.sysconf("SC_CLK_TCK") + sum(cpu_seconds(c) for c in children)
 
 
 def start_server(
-    root: Path, data: Path, port: int, extra_env: dict[str, str]
+    root: Path, data: Path, port: int, extra_env: dict[str, str], workers: int = 1
 ) -> subprocess.Popen[bytes]:
+    """`workers` > 1: `tailor serve` with TAILOR_WORKERS (uvicorn's worker processes,
+    each a replica with its own snapshot folder); 1: uvicorn on the app factory."""
     env = {
         **os.environ,
         "PYTHONPATH": str(root),
@@ -158,6 +168,13 @@ def start_server(
         sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
+    if workers > 1:
+        env |= {
+            "TAILOR_WORKERS": str(workers),
+            "TAILOR_HOST": "127.0.0.1",
+            "TAILOR_PORT": str(port),
+        }
+        command = [sys.executable, "-m", "service", "serve"]
     log = (data / "server.log").open("wb")
     return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -209,11 +226,13 @@ class Server:
     rows: list[tuple[float, ...]] = field(default_factory=list)
 
 
-def launch(name: str, root: Path, extra: dict[str, str], args: argparse.Namespace) -> Server:
+def launch(
+    name: str, root: Path, extra: dict[str, str], args: argparse.Namespace, workers: int = 1
+) -> Server:
     """Starts a server on a fresh data folder, waits for /readyz, fills it over HTTP."""
     data = Path(tempfile.mkdtemp(prefix="tailor-bench-conc-"))
     port = free_port()
-    process = start_server(root, data, port, extra)
+    process = start_server(root, data, port, extra, workers)
     base = f"http://127.0.0.1:{port}"
     server = Server(name, process, base, data / "context.lua")
     client = httpx.Client(base_url=base, timeout=120)
@@ -234,7 +253,12 @@ def launch(name: str, root: Path, extra: dict[str, str], args: argparse.Namespac
     key = created.json()["api_key"]["key"]
     client.headers["Authorization"] = f"Bearer {key}"
     print(f"{name}: filling {args.users} users x {args.instructions} instructions", flush=True)
-    server.fill_rate = fill(client, args.users, args.instructions, args.fill_workers)
+    try:
+        server.fill_rate = fill(client, args.users, args.instructions, args.fill_workers)
+    except BaseException:  # not yet in the caller's list of servers to stop
+        process.terminate()
+        process.wait(30)
+        raise
     lua_queries = "{" + ", ".join(json.dumps(q) for q in QUERIES) + "}"
     server.script.write_text(LUA % {"users": args.users, "key": key, "queries": lua_queries})
     return server
@@ -279,15 +303,18 @@ def main() -> None:
     parser.add_argument("--ceiling-seconds", type=float, default=4)
     parser.add_argument(
         "--server-root",
-        type=Path,
         action="append",
-        help="checkout whose server is measured (repeat to compare; levels interleave)",
+        help="checkout whose server is measured (repeat to compare; levels interleave); "
+        "PATH@N serves it with N worker processes (TAILOR_WORKERS)",
     )
     parser.add_argument(
         "--server-env", action="append", default=[], help="NAME=VALUE for every server"
     )
     args = parser.parse_args()
-    roots = [r.resolve() for r in (args.server_root or [ROOT])]
+    specs = [str(r) for r in (args.server_root or [ROOT])]
+    roots = [
+        (Path(spec.partition("@")[0]).resolve(), int(spec.partition("@")[2] or 1)) for spec in specs
+    ]
     extra = dict(item.split("=", 1) for item in args.server_env)
 
     wrk = ensure_wrk()
@@ -295,8 +322,9 @@ def main() -> None:
     before = ceilings(args.ceiling_seconds)
     servers: list[Server] = []
     try:
-        for root in roots:
-            servers.append(launch(str(root), root, extra, args))
+        for root, workers in roots:
+            name = str(root) if workers == 1 else f"{root}, {workers} workers"
+            servers.append(launch(name, root, extra, args, workers))
         for server in servers:
             run_wrk(wrk, server.script, server.base, "/v1/users/user-0/context", 8, 3)  # warm-up
         for level in [int(x) for x in args.levels.split(",")]:

@@ -1,7 +1,8 @@
 """Latency of /context: fills N users x M standing instructions with the real embedder,
 then reports p50/p99 of (a) the in-process domain call, (b) the full endpoint over real
 HTTP on loopback (uvicorn in this process), and (c) one bare query embedding, with
-each as a ratio of (c). Prints figures; asserts nothing.
+each as a ratio of (c); the three paths take turns query by query. Prints figures;
+asserts nothing. `--users 1` is issue 11's case (one user of 100 items).
 
     .venv/bin/python bench/context_latency.py --users 10 --instructions 100 --queries 300
 """
@@ -64,12 +65,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-def timed(fn: Callable[[int], object], n: int, label: str) -> list[float]:
-    out = []
-    for i in tqdm(range(n), desc=label, leave=False):
-        start = time.perf_counter()
-        fn(i)
-        out.append((time.perf_counter() - start) * 1000)
+def timed(fns: dict[str, Callable[[int], object]], n: int) -> dict[str, list[float]]:
+    """Each query through every path in turn (not one path's n, then the next's): a
+    shared machine's load, which changes by the minute, falls on all paths alike."""
+    out: dict[str, list[float]] = {name: [] for name in fns}
+    for i in tqdm(range(n), desc="queries", leave=False):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(i)
+            out[name].append((time.perf_counter() - start) * 1000)
     return out
 
 
@@ -152,11 +156,14 @@ def main() -> None:
     for fn in (embed, domain, http):  # warm-up
         for i in range(10):
             fn(i)
-    results = {
-        "bare query embedding": timed(embed, args.queries, "embed"),
-        "context, in-process": timed(domain, args.queries, "in-process"),
-        "context, HTTP loopback": timed(http, args.queries, "http"),
-    }
+    results = timed(
+        {
+            "bare query embedding": embed,
+            "context, in-process": domain,
+            "context, HTTP loopback": http,
+        },
+        args.queries,
+    )
     base_p50 = statistics.median(results["bare query embedding"])
     print(f"\n{args.users} users x {args.instructions} instructions, {args.queries} queries each")
     print(f"{'path':<26}{'p50 ms':>10}{'p99 ms':>10}{'p50 / embed':>14}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from personalization.applicability import ApplicabilityModel
 from personalization.candidates import InstructionCandidates
@@ -87,11 +88,34 @@ def _clip(text: str) -> str:
 
 def instruction_item(instruction: ActiveInstruction) -> ProfileItem:
     """A constraint says so: the model should treat it as a requirement, not a taste."""
-    applies = "always" if instruction.always_on else (instruction.applies_when or "when relevant")
-    fields = {"applies": applies, "text": instruction.text}
-    if instruction.kind == InstructionKind.constraint:
-        fields = {"applies": applies, "kind": "constraint", "text": instruction.text}
+    return _instruction_item(
+        _applies(instruction), instruction.kind == InstructionKind.constraint, instruction.text
+    )
+
+
+def _applies(instruction: ActiveInstruction) -> str:
+    return "always" if instruction.always_on else (instruction.applies_when or "when relevant")
+
+
+def _instruction_item(applies: str, constraint: bool, text: str) -> ProfileItem:
+    fields = {"applies": applies, "text": text}
+    if constraint:
+        fields = {"applies": applies, "kind": "constraint", "text": text}
     return ProfileItem("standing_instruction", fields)
+
+
+@lru_cache(maxsize=65536)
+def _instruction_cost(applies: str, constraint: bool, text: str) -> int:
+    """Every candidate is priced on every turn (a whole profile of 100 items: 100 JSON
+    renderings); the price depends on these three values only, so it is remembered."""
+    return _cost(_instruction_item(applies, constraint, text))
+
+
+def instruction_cost(instruction: ActiveInstruction) -> int:
+    """Tokens the instruction's line takes in the block."""
+    return _instruction_cost(
+        _applies(instruction), instruction.kind == InstructionKind.constraint, instruction.text
+    )
 
 
 def example_item(example: PreferenceExample) -> ProfileItem:
@@ -161,16 +185,26 @@ class ContextBuilder:
         return used, spent
 
     def build(
-        self, scope: UserScope, messages: Sequence[ChatMessage], options: ContextOptions
+        self,
+        scope: UserScope,
+        messages: Sequence[ChatMessage],
+        options: ContextOptions,
+        *,
+        stamp: int | None = None,
     ) -> TurnContext:
+        """`stamp`: the user's latest change sequence, when the caller read it with the
+        user (UserRepository.resolve_with_stamp); else it is read here."""
         self._index.require_ready()
         query = turn_query(messages)
         query_embedding = self._embedder.embed([query])[0]
         # Another replica may have written this user's profile since this one cached
         # it: one indexed read says so, and the user's vectors are reloaded first.
-        self._index.ensure_fresh(scope.user_id)
+        if stamp is None:
+            self._index.ensure_fresh(scope.user_id)
+        elif stamp > self._index.stamp(scope.user_id):
+            self._index.refresh_users({scope.user_id})
         selection = self._candidates.select(
-            scope, query_embedding, options.policy, lambda c: _cost(instruction_item(c))
+            scope, query_embedding, options.policy, instruction_cost
         )
         items = [instruction_item(s.instruction) for s in selection.selected]
         spent = selection.tokens

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from personalization.context import TurnContext
 from store.scope import UserScope
-from store.turns import TurnRepository
 
 log = logging.getLogger("tailor")
 
@@ -62,11 +62,26 @@ def recorded_message(turn: TurnContext, keep_message: bool) -> str | None:
     return query if len(query) <= MESSAGE_CHARS else query[: MESSAGE_CHARS - 1] + "…"
 
 
+class TurnSink(Protocol):
+    """Where records go: `TurnRepository` (one transaction each) or the batching
+    `TurnLogWriter` (personalization/turn_batching.py)."""
+
+    def record(
+        self,
+        scope: UserScope,
+        *,
+        endpoint: str,
+        items: Sequence[dict[str, Any]],
+        message: str | None,
+        keep: int,
+    ) -> object: ...
+
+
 class TurnRecorder:
     """Records a turn's provenance after its answer has gone out (a background task):
     a failure here is logged, never the turn's. `keep` records per user, 0 for none."""
 
-    def __init__(self, turns: TurnRepository, *, keep: int, keep_message: bool) -> None:
+    def __init__(self, turns: TurnSink, *, keep: int, keep_message: bool) -> None:
         self._turns = turns
         self._keep = keep
         self._keep_message = keep_message

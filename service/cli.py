@@ -19,11 +19,30 @@ from service.settings import Settings
 
 
 def _serve(settings: Settings) -> int:
+    """With TAILOR_WORKERS > 1, uvicorn runs that many processes on one socket, each
+    building the app from the environment (so the options above are passed on through
+    it); the schema is migrated here first, once, not by every worker at the same time."""
+    import os
+
     import uvicorn
 
     from service.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        return 0
+    open_database(settings)
+    os.environ["TAILOR_DATA_DIR"] = str(settings.data_dir)
+    if settings.database_url:
+        os.environ["TAILOR_DATABASE_URL"] = settings.database_url
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+    )
     return 0
 
 

@@ -1,4 +1,9 @@
-"""Annotated dependency aliases: route signatures stay short and typed."""
+"""Annotated dependency aliases: route signatures stay short and typed.
+
+A dependency that only reads memory is `async def`: FastAPI runs a plain `def` one in
+the threadpool, and each such hop (a thread wake-up and a return to the event loop)
+cost more than the work itself; a turn passed through eight of them. Dependencies
+that read SQL stay off the event loop (plain `def`, or a threadpool call on a miss)."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from personalization.chat import ChatService
 from personalization.context import ContextBuilder
@@ -34,7 +40,7 @@ USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 _bearer = HTTPBearer(auto_error=False, description="Tailor API key: `Bearer tlr_...`")
 
 
-def get_ports(request: Request) -> Ports:
+async def get_ports(request: Request) -> Ports:
     ports: Ports = request.app.state.ports
     return ports
 
@@ -42,71 +48,71 @@ def get_ports(request: Request) -> Ports:
 PortsDep = Annotated[Ports, Depends(get_ports)]
 
 
-def _settings(ports: PortsDep) -> Settings:
+async def _settings(ports: PortsDep) -> Settings:
     return ports.settings
 
 
-def _keys(ports: PortsDep) -> KeyRepository:
+async def _keys(ports: PortsDep) -> KeyRepository:
     return ports.keys
 
 
-def _users(ports: PortsDep) -> UserRepository:
+async def _users(ports: PortsDep) -> UserRepository:
     return ports.users
 
 
-def _instructions(ports: PortsDep) -> InstructionRepository:
+async def _instructions(ports: PortsDep) -> InstructionRepository:
     return ports.instructions
 
 
-def _examples(ports: PortsDep) -> ExampleRepository:
+async def _examples(ports: PortsDep) -> ExampleRepository:
     return ports.examples
 
 
-def _edits(ports: PortsDep) -> EditRepository:
+async def _edits(ports: PortsDep) -> EditRepository:
     return ports.edits
 
 
-def _preferences(ports: PortsDep) -> PreferenceRepository:
+async def _preferences(ports: PortsDep) -> PreferenceRepository:
     return ports.preferences
 
 
-def _edit_service(ports: PortsDep) -> EditService:
+async def _edit_service(ports: PortsDep) -> EditService:
     return ports.edit_service
 
 
-def _importer(ports: PortsDep) -> ProfileImporter:
+async def _importer(ports: PortsDep) -> ProfileImporter:
     return ports.importer
 
 
-def _writer(ports: PortsDep) -> ProfileWriter:
+async def _writer(ports: PortsDep) -> ProfileWriter:
     return ports.writer
 
 
-def _context(ports: PortsDep) -> ContextBuilder:
+async def _context(ports: PortsDep) -> ContextBuilder:
     return ports.context
 
 
-def _index(ports: PortsDep) -> IndexManager:
+async def _index(ports: PortsDep) -> IndexManager:
     return ports.index
 
 
-def _chat(ports: PortsDep) -> ChatService:
+async def _chat(ports: PortsDep) -> ChatService:
     return ports.chat
 
 
-def _turns(ports: PortsDep) -> TurnRepository:
+async def _turns(ports: PortsDep) -> TurnRepository:
     return ports.turns
 
 
-def _turn_recorder(ports: PortsDep) -> TurnRecorder:
+async def _turn_recorder(ports: PortsDep) -> TurnRecorder:
     return ports.turn_recorder
 
 
-def _captures(ports: PortsDep) -> CaptureRepository:
+async def _captures(ports: PortsDep) -> CaptureRepository:
     return ports.captures
 
 
-def _capture_service(ports: PortsDep) -> CaptureService:
+async def _capture_service(ports: PortsDep) -> CaptureService:
     return ports.capture_service
 
 
@@ -130,10 +136,22 @@ CaptureServiceDep = Annotated[CaptureService, Depends(_capture_service)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_scope(ports: PortsDep, credentials: Credentials) -> TenantScope:
+def authenticate(ports: Ports, raw_key: str) -> TenantScope:
+    """The key's scope from SQL, remembered in the key cache (service/key_cache.py)."""
+    read_at = ports.key_cache.now()
+    scope, expires_at = ports.keys.authenticate_until(raw_key)
+    ports.key_cache.put(raw_key, scope, expires_at, read_at)
+    return scope
+
+
+async def get_scope(ports: PortsDep, credentials: Credentials) -> TenantScope:
+    """From the key cache when it holds the key, else read in the threadpool."""
     if credentials is None:
         raise Unauthorized("send an API key as `Authorization: Bearer <key>`")
-    scope = ports.keys.authenticate(credentials.credentials)
+    raw_key = credentials.credentials
+    scope = ports.key_cache.get(raw_key)
+    if scope is None:
+        scope = await run_in_threadpool(authenticate, ports, raw_key)
     if ports.rate_limiter is not None and scope.key_id is not None:
         ports.rate_limiter.check(scope.key_id)
     return scope
@@ -142,7 +160,7 @@ def get_scope(ports: PortsDep, credentials: Credentials) -> TenantScope:
 ScopeDep = Annotated[TenantScope, Depends(get_scope)]
 
 
-def tenant_wide(scope: ScopeDep) -> TenantScope:
+async def tenant_wide(scope: ScopeDep) -> TenantScope:
     scope.require_tenant_wide()
     return scope
 
@@ -178,7 +196,7 @@ def get_turn_user_scope(
 TurnUserScopeDep = Annotated[UserScope, Depends(get_turn_user_scope)]
 
 
-def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
+async def require_admin(settings: SettingsDep, credentials: Credentials) -> None:
     token = settings.admin_token
     if token is None:
         raise Forbidden(

@@ -30,6 +30,8 @@ from personalization.provenance import TurnRecorder
 from personalization.statement_detector import detect_statements
 from personalization.statement_extractor import detector_with_model
 from personalization.suggestions import CaptureService
+from personalization.turn_batching import TurnLogWriter
+from service.key_cache import KeyScopeCache
 from service.metrics import (
     MODEL_LOAD_SECONDS,
     ObservedBackend,
@@ -38,6 +40,7 @@ from service.metrics import (
 )
 from service.settings import Settings
 from service.threads import apply_thread_settings
+from service.worker_slot import WorkerSlot, claim_slot
 from store.captures import CaptureRepository
 from store.changes import ChangeLogReader
 from store.db import create_db_engine, migrate
@@ -79,6 +82,9 @@ class Ports:
     captures: CaptureRepository
     capture_service: CaptureService
     capture_worker: CaptureWorker
+    worker_slot: WorkerSlot | None = None  # with TAILOR_WORKERS > 1 (service/worker_slot.py)
+    key_cache: KeyScopeCache = field(default_factory=lambda: KeyScopeCache(0))
+    turn_log: TurnLogWriter | None = None  # batches turn records; flushed before reads
     embed_batcher: BatchingEmbedder | None = None
     gated_model: GatedBackend | None = None  # the configured model, built on first use
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -120,6 +126,12 @@ class Ports:
                 return
             delay = min(delay * 2, 30.0)
 
+    def flush_turn_records(self) -> None:
+        """Reads of a user's turns (the list, the export) see this replica's own turns:
+        the records queued before the read are written first."""
+        if self.turn_log is not None:
+            self.turn_log.flush()
+
     def chat_model_loaded(self) -> bool:
         """A model handed in by the caller (tests, embedding apps) counts as loaded."""
         return self.gated_model is None or self.gated_model.loaded
@@ -151,9 +163,13 @@ class Ports:
         for thread in self._threads:
             thread.join(timeout=10)
         self.index.snapshot()
+        if self.turn_log is not None:
+            self.turn_log.close()
         if self.embed_batcher is not None:
             self.embed_batcher.close()
         self.engine.dispose()
+        if self.worker_slot is not None:
+            self.worker_slot.release()
 
 
 def _chat_loaded(seconds: float) -> None:
@@ -251,11 +267,13 @@ def build_ports(
     examples = ExampleRepository(engine)
     edits = EditRepository(engine)
     preferences = PreferenceRepository(engine)
+    # Several worker processes on one data folder: each owns a snapshot folder.
+    slot = claim_slot(settings.data_dir, settings.snapshot_dir) if settings.workers > 1 else None
     index = IndexManager(
         VectorCache(embedder.dim),
         [instructions, examples, edits],
         ChangeLogReader(engine),
-        settings.snapshot_dir,
+        slot.snapshot_dir if slot is not None else settings.snapshot_dir,
         embedder_id=embedder.model_id,
         load_retries=settings.index_load_retries,
         load_backoff_s=settings.index_load_backoff_s,
@@ -317,6 +335,7 @@ def build_ports(
     capture_worker.service = capture_service
     window = settings.model_context_tokens if settings.model_backend == "embedded" else None
     turns = TurnRepository(engine)
+    turn_log = TurnLogWriter(turns)
     return Ports(
         settings=settings,
         engine=engine,
@@ -353,8 +372,11 @@ def build_ports(
         ),
         turns=turns,
         turn_recorder=ObservedTurnRecorder(
-            turns, keep=settings.turns_kept, keep_message=settings.turns_keep_message
+            turn_log, keep=settings.turns_kept, keep_message=settings.turns_keep_message
         ),
+        turn_log=turn_log,
+        key_cache=KeyScopeCache(settings.key_cache_ttl_s, unexpired=keys.unexpired),
+        worker_slot=slot,
         captures=captures,
         capture_service=capture_service,
         capture_worker=capture_worker,

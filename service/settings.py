@@ -99,6 +99,20 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(
         600, ge=0, description="requests per API key per minute (bursts too); 0 = off"
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="`tailor serve` worker processes on one port; each is a replica with its "
+        "own models and vector cache (memory grows by about one process per worker)",
+    )
+    key_cache_ttl_s: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="an authenticated key's scope is reused this long; a revoked key stops "
+        "working on every replica within it (0: read SQL on every request)",
+    )
     embed_max_waiting: int = Field(
         256, ge=1, le=4096, description="embedding calls running or queued before 429"
     )

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import or_, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
 from store.changes import record_change
@@ -19,6 +22,8 @@ from store.clock import utcnow
 from store.errors import NotFound, Unauthorized
 from store.models import ApiKey, AppUser, Tenant
 from store.scope import TenantScope, UserScope
+
+log = logging.getLogger("tailor")
 
 KEY_PREFIX = "tlr_"
 _LOOKUP_CHARS = 12  # of the key, including "tlr_"
@@ -151,6 +156,10 @@ class KeyRepository:
 
     def authenticate(self, raw_key: str) -> TenantScope:
         """Resolve a presented key to its scope; every failure reads the same."""
+        return self.authenticate_until(raw_key)[0]
+
+    def authenticate_until(self, raw_key: str) -> tuple[TenantScope, datetime | None]:
+        """`authenticate`, and when the key expires (for a cache of scopes)."""
         failure = Unauthorized("missing, unknown, revoked or expired API key")
         if not raw_key.startswith(KEY_PREFIX) or len(raw_key) > 128:
             raise failure
@@ -163,11 +172,37 @@ class KeyRepository:
                 raise failure
             if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
                 raise failure
-            if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
-                key.last_used_at = now
-                session.add(key)
+            stale = key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION
+            scope = TenantScope(tenant_id=key.tenant_id, key_id=key.id, bound_user_id=key.user_id)
+            expires_at = key.expires_at
+        if stale:
+            self._mark_used(scope, now)
+        return scope, expires_at
+
+    def _mark_used(self, scope: TenantScope, now: datetime) -> None:
+        """A conditional UPDATE in its own transaction, best effort: the stamp has a
+        minute's resolution, so a lost race (another request stamped it first, or
+        SQLite refused a read transaction's upgrade while another writer committed)
+        costs nothing, and must never fail the request that presented the key."""
+        cutoff = now - _LAST_USED_RESOLUTION
+        try:
+            with Session(self._engine) as session:
+                session.exec(
+                    update(ApiKey)
+                    .where(
+                        col(ApiKey.id) == scope.key_id,
+                        or_(col(ApiKey.last_used_at).is_(None), col(ApiKey.last_used_at) < cutoff),
+                    )
+                    .values(last_used_at=now)
+                )
                 session.commit()
-            return TenantScope(tenant_id=key.tenant_id, key_id=key.id, bound_user_id=key.user_id)
+        except OperationalError as exc:
+            log.info("key last use not stamped: %s", type(exc).__name__)
+
+    @staticmethod
+    def unexpired(expires_at: datetime | None) -> bool:
+        """The expiry rule `authenticate` applies, for a scope remembered since."""
+        return expires_at is None or expires_at > utcnow()
 
     def revoke_session(
         self, caller: TenantScope, user: UserScope, key_id: uuid.UUID, *, name: str

@@ -70,6 +70,30 @@ class UserRepository:
             key_id=scope.key_id,
         )
 
+    def resolve_with_stamp(self, scope: TenantScope, external_id: str) -> tuple[UserScope, int]:
+        """`resolve` and the user's latest change sequence (0 for none) in one query, for
+        a turn: the stamp tells the vector cache whether to reload the user, so a turn
+        needs no second round trip for it (see IndexManager.ensure_fresh)."""
+        latest = (
+            select(sa.func.max(ChangeLog.seq))
+            .where(col(ChangeLog.user_id) == col(AppUser.id))
+            .scalar_subquery()
+        )
+        query = select(AppUser.id, AppUser.tenant_id, AppUser.external_id, latest).where(
+            AppUser.tenant_id == scope.tenant_id, AppUser.external_id == external_id
+        )
+        if scope.bound_user_id is not None:
+            query = query.where(AppUser.id == scope.bound_user_id)
+        with Session(self._engine) as session:
+            row = session.exec(query).first()
+        if row is None:
+            raise NotFound(_NOT_FOUND, code="user_not_found")
+        user_id, tenant_id, external, seq = row
+        user = UserScope(
+            tenant_id=tenant_id, user_id=user_id, external_id=external, key_id=scope.key_id
+        )
+        return user, int(seq or 0)
+
     def resolve_or_create(self, scope: TenantScope, external_id: str) -> UserScope:
         """For a tenant-wide key, an unknown user is created (the operator turned this on
         for apps that never call POST /v1/users). Two first turns at once race on the

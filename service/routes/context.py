@@ -1,9 +1,21 @@
+"""POST /context: a turn's whole server-side work runs in ONE threadpool call.
+
+Resolving the user (with their change stamp, one query), embedding, selecting,
+composing and serialising the answer all happen in the same worker thread; the event
+loop only parses the request and writes the bytes. With FastAPI's per-dependency and
+per-route hops, and the response model validated and encoded again on the loop, a turn
+paid several thread hand-offs and as much again in Python on the loop, which every
+other turn waits on."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
+from personalization.context import TurnContext
 from personalization.messages import ChatMessage
-from service.deps import ContextDep, SettingsDep, TurnRecorderDep, TurnUserScopeDep
+from service.deps import PortsDep, ScopeDep, UserIdPath
+from service.ports import Ports
 from service.schemas import (
     AppliedExample,
     AppliedInstruction,
@@ -15,6 +27,7 @@ from service.schemas import (
     OmittedInstruction,
     SystemMessage,
 )
+from store.scope import TenantScope
 
 router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
 
@@ -39,14 +52,24 @@ router = APIRouter(prefix="/v1/users/{user_id}", tags=["context"])
         503: {"model": ErrorResponse},
     },
 )
-def turn_context(
-    body: ContextRequest,
-    scope: TurnUserScopeDep,
-    builder: ContextDep,
-    settings: SettingsDep,
-    recorder: TurnRecorderDep,
-    background: BackgroundTasks,
-) -> ContextResponse:
+async def turn_context(
+    body: ContextRequest, user_id: UserIdPath, scope: ScopeDep, ports: PortsDep
+) -> Response:
+    def turn() -> Response:
+        return _answer_turn(ports, scope, user_id, body)
+
+    return await run_in_threadpool(turn)
+
+
+def _answer_turn(
+    ports: Ports, key_scope: TenantScope, user_id: str, body: ContextRequest
+) -> Response:
+    settings = ports.settings
+    if settings.create_users_on_chat:
+        scope = ports.users.resolve_or_create(key_scope, user_id)
+        stamp = None  # the builder reads it
+    else:
+        scope, stamp = ports.users.resolve_with_stamp(key_scope, user_id)
     options = settings.context_options(
         threshold=body.threshold,
         top_k=body.top_k,
@@ -56,10 +79,18 @@ def turn_context(
         whole_profile=body.whole_profile,
     )
     messages = [ChatMessage(role=m.role, content=m.text()) for m in body.messages]
-    turn = builder.build(scope, messages, options)
-    background.add_task(recorder.record, scope, "context", turn)
+    builder = ports.context
+    turn = builder.build(scope, messages, options, stamp=stamp)
+    # Only a queue append (personalization/turn_batching.py): cheaper here than a
+    # background task, which would be one more threadpool hop after the answer.
+    ports.turn_recorder.record(scope, "context", turn)
+    answer = context_response(turn, scope.external_id, builder.embedder_id, builder.embedder_dim)
+    return Response(answer.model_dump_json(), media_type="application/json")
+
+
+def context_response(turn: TurnContext, external_id: str, model: str, dim: int) -> ContextResponse:
     return ContextResponse(
-        user_id=scope.external_id,
+        user_id=external_id,
         instructions=[
             AppliedInstruction(
                 id=s.instruction.instruction_id,
@@ -95,5 +126,5 @@ def turn_context(
         ),
         system_message=SystemMessage(content=turn.system_message) if turn.system_message else None,
         token_estimate=turn.tokens,
-        embedder=EmbedderInfo(model=builder.embedder_id, dim=builder.embedder_dim),
+        embedder=EmbedderInfo(model=model, dim=dim),
     )

@@ -27,6 +27,7 @@ router = APIRouter(
     ),
 )
 def export_profile(scope: UserScopeDep, ports: PortsDep) -> ProfileExport:
+    ports.flush_turn_records()
     return ProfileExport.model_validate(export_user(ports.engine, scope))
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from service.deps import (
     KeysDep,
+    PortsDep,
     ScopeDep,
     SettingsDep,
     TenantWideScopeDep,
@@ -100,7 +101,8 @@ def create_session(
     ),
 )
 def end_session(
-    session_id: uuid.UUID, scope: ScopeDep, user: UserScopeDep, keys: KeysDep
+    session_id: uuid.UUID, scope: ScopeDep, user: UserScopeDep, keys: KeysDep, ports: PortsDep
 ) -> Response:
     keys.revoke_session(scope, user, session_id, name=SESSION_KEY_NAME)
+    ports.key_cache.forget(session_id)
     return Response(status_code=204)

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from service.deps import AdminDep, KeysDep, TenantWideScopeDep
+from service.deps import AdminDep, KeysDep, PortsDep, TenantWideScopeDep
 from service.schemas import (
     ErrorResponse,
     KeyCreate,
@@ -101,13 +101,17 @@ def list_keys(scope: TenantWideScopeDep, keys: KeysDep) -> list[KeyPublic]:
     "/keys/{key_id}",
     status_code=204,
     tags=["keys"],
-    summary="Revoke a key (takes effect on the next request)",
+    summary="Revoke a key (at once here, on other replicas within TAILOR_KEY_CACHE_TTL_S)",
     description=(
         "Needs a tenant-wide key. Revoking is permanent; a request made with the key afterwards "
-        "answers 401. 404 for a key of another tenant or none."
+        "answers 401 (on another replica of the same database, within "
+        "`TAILOR_KEY_CACHE_TTL_S` seconds, default 2). 404 for a key of another tenant or none."
     ),
     responses={404: {"model": ErrorResponse}},
 )
-def revoke_key(key_id: uuid.UUID, scope: TenantWideScopeDep, keys: KeysDep) -> Response:
+def revoke_key(
+    key_id: uuid.UUID, scope: TenantWideScopeDep, keys: KeysDep, ports: PortsDep
+) -> Response:
     keys.revoke(scope, key_id)
+    ports.key_cache.forget(key_id)
     return Response(status_code=204)

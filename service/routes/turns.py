@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service.deps import SettingsDep, TurnsDep, UserScopeDep
+from service.deps import PortsDep, SettingsDep, TurnsDep, UserScopeDep
 from service.schemas import ErrorResponse, ProfileItemUsed, TurnList, TurnPublic
 from store.models import TurnRecord
 
@@ -44,7 +44,9 @@ def recent_turns(
     scope: UserScopeDep,
     turns: TurnsDep,
     settings: SettingsDep,
+    ports: PortsDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> TurnList:
+    ports.flush_turn_records()
     rows = turns.recent(scope, limit=limit)
     return TurnList(items=[turn_public(r) for r in rows], kept=settings.turns_kept)
