@@ -199,10 +199,7 @@ class ContextBuilder:
         query_embedding = self._embedder.embed([query])[0]
         # Another replica may have written this user's profile since this one cached
         # it: one indexed read says so, and the user's vectors are reloaded first.
-        if stamp is None:
-            self._index.ensure_fresh(scope.user_id)
-        elif stamp > self._index.stamp(scope.user_id):
-            self._index.refresh_users({scope.user_id})
+        self._index.ensure_fresh(scope.user_id, latest=stamp)
         selection = self._candidates.select(
             scope, query_embedding, options.policy, instruction_cost
         )

@@ -371,14 +371,18 @@ class IndexManager:
             self._stamps[user_id] = max(held, max(change.seq for change in changes))
         return True
 
-    def ensure_fresh(self, user_id: uuid.UUID) -> None:
+    def ensure_fresh(self, user_id: uuid.UUID, latest: int | None = None) -> None:
         """Called by every turn before it searches: a user whose snapshot blocks are not
         verified yet is verified first (once); then one indexed range read of the user's
         changes past its stamp (none, nearly always); the changed items are read back,
-        or the whole user when the changes do not say which items they touched."""
+        or the whole user when the changes do not say which items they touched.
+        `latest`: the user's latest change sequence when the caller already read it
+        (with the user, in one query): at or below the stamp, no read at all."""
         if user_id in self._unverified:
             self._verify_users({user_id})
         held = self._stamps.get(user_id, self._loaded_at)
+        if latest is not None and latest <= held:
+            return
         changes = self._changes.user_changes_after(user_id, held, limit=MAX_ITEMS + 1)
         if changes and not self.apply_changes(user_id, changes):
             self.refresh_users({user_id})
