@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -63,6 +64,19 @@ QUERIES = [
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def ready_with_key(client: Any, admin_token: str) -> str:
+    """Waits for /readyz on an in-process TestClient, makes a tenant, and sets its key on
+    the client (the setup every in-process bench shares); returns the key."""
+    while client.get("/readyz").status_code != 200:
+        time.sleep(0.1)
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    key = str(
+        client.post("/v1/tenants", json={"name": "b"}, headers=admin).json()["api_key"]["key"]
+    )
+    client.headers["Authorization"] = f"Bearer {key}"
+    return key
 
 
 def timed(fns: dict[str, Callable[[int], object]], n: int) -> dict[str, list[float]]:

@@ -32,7 +32,7 @@ from sqlmodel import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.context_latency import QUERIES, TOPICS, percentile
+from bench.context_latency import QUERIES, TOPICS, percentile, ready_with_key
 from personalization.context import ContextBuilder
 from personalization.embedder import SentenceTransformerEmbedder, Vectors
 from personalization.messages import ChatMessage
@@ -186,11 +186,7 @@ def main() -> None:
     embedder = SentenceTransformerEmbedder()
     app = create_app(settings, embedder=embedder)
     with TestClient(app) as client:
-        while client.get("/readyz").status_code != 200:
-            time.sleep(0.1)
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        key = client.post("/v1/tenants", json={"name": "b"}, headers=admin).json()["api_key"]
-        client.headers["Authorization"] = f"Bearer {key['key']}"
+        key = ready_with_key(client, ADMIN)
         ports: Ports = app.state.ports
         print(f"embedding a pool of {args.pool} item texts...", flush=True)
         pool = pool_keys(ports, args.pool)
@@ -217,7 +213,7 @@ def main() -> None:
         for n in sizes:
             user = f"size-{n}"
             client.post("/v1/users", json={"id": user}).raise_for_status()
-            scope = ports.users.resolve(ports.keys.authenticate(key["key"]), user)
+            scope = ports.users.resolve(ports.keys.authenticate(key), user)
             started = time.perf_counter()
             fill(ports, scope, n, pool, seed=n)
             filled = time.perf_counter() - started

@@ -126,15 +126,7 @@ def main() -> None:
     loaded = load_snapshot(folder, embedder_id="m", dim=DIM)
     fresh = VectorCache(DIM)
     for _, block in loaded.live_blocks():  # the service's start-up path
-        fresh.load_block(
-            block.user_id,
-            block.collection,
-            block.row_ids,
-            block.first,
-            block.meta,
-            block.roles,
-            block.vectors,
-        )
+        fresh.load_block(block)
     load_s = time.perf_counter() - started
     rss_loaded = _rss_mb()
     started = time.perf_counter()

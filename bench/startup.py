@@ -105,11 +105,13 @@ def fill(data: Path, helper: Path, users: int, per_user: int) -> tuple[str, list
     """Tenant and users through the service's code, rows straight into SQL. Returns
     the tenant's API key and the users' external ids."""
     sys.path.insert(0, str(helper))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     import sqlalchemy as sa
     from fastapi.testclient import TestClient
     from sqlmodel import Session
     from tailor_bench_embedder import embedder  # type: ignore[import-not-found]
 
+    from bench.context_latency import ready_with_key
     from service.app import create_app
     from service.settings import Settings
     from store.changes import record_user_change
@@ -121,16 +123,12 @@ def fill(data: Path, helper: Path, users: int, per_user: int) -> tuple[str, list
     app = create_app(settings, embedder=embedder())
     names = [f"user-{n}" for n in range(users)]
     with TestClient(app) as client:
-        while client.get("/readyz").status_code != 200:
-            time.sleep(0.1)
-        admin = {"Authorization": f"Bearer {ADMIN}"}
-        key = client.post("/v1/tenants", json={"name": "b"}, headers=admin).json()["api_key"]
-        client.headers["Authorization"] = f"Bearer {key['key']}"
+        key = ready_with_key(client, ADMIN)
         ports = app.state.ports
         scopes = []
         for name in names:
             client.post("/v1/users", json={"id": name}).raise_for_status()
-            scopes.append(ports.users.resolve(ports.keys.authenticate(key["key"]), name))
+            scopes.append(ports.users.resolve(ports.keys.authenticate(key), name))
         pool = ports.writer.instruction_keys("Use bullet points", "when I plan a trip")
     shutil.rmtree(data / "index", ignore_errors=True)
     engine = create_db_engine(settings.sqlalchemy_url)
@@ -159,7 +157,7 @@ def fill(data: Path, helper: Path, users: int, per_user: int) -> tuple[str, list
             record_user_change(session, scope, "instruction", uuid.uuid4(), "created", 1)
             session.commit()
     engine.dispose()
-    return str(key["key"]), names
+    return str(key), names
 
 
 def rss(pid: int) -> dict[str, float]:

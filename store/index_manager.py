@@ -239,15 +239,7 @@ class IndexManager:
             self.cache.clear()
             self._unverified, self._placed, self._on_disk = {}, {}, set()
             for ref, block in loaded.live_blocks():
-                generation = self.cache.load_block(
-                    block.user_id,
-                    block.collection,
-                    block.row_ids,
-                    block.first,
-                    block.meta,
-                    block.roles,
-                    block.vectors,
-                )
+                generation = self.cache.load_block(block)
                 self._placed[generation] = ref
                 self._unverified.setdefault(block.user_id, []).append(ref)
                 self._on_disk.add(block.user_id)

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from store.block_ranking import BlockRanking, RankedRow, Vector, best_first, inner_products
+from store.segments import BlockData
 
 __all__ = ["BlockRanking", "RankedRow", "Vector", "inner_products"]
 
@@ -508,20 +509,15 @@ class VectorCache:
                 )
             self.version += 1
 
-    def load_block(
-        self,
-        user_id: uuid.UUID,
-        collection: str,
-        row_ids: npt.NDArray[np.uint8],
-        first: npt.NDArray[np.int64],
-        meta: npt.NDArray[np.int64],
-        roles: npt.NDArray[np.int16],
-        vectors: npt.NDArray[np.float32],
-    ) -> int:
-        """Hold a block as these arrays, without copying them (a mapped segment's views:
-        read-only, so a change to the block builds it anew in memory). Returns the
-        block's generation. Replaces what the cache held for (user, collection)."""
-        index = _MappedIndex(self.dim, row_ids, first, meta, roles, vectors)
+    def load_block(self, block: BlockData) -> int:
+        """Hold a snapshot's block as its arrays, without copying them (a mapped
+        segment's views: read-only, so a change to the block builds it anew in memory).
+        Returns the block's generation. Replaces what the cache held for (user,
+        collection)."""
+        user_id, collection = block.user_id, block.collection
+        index = _MappedIndex(
+            self.dim, block.row_ids, block.first, block.meta, block.roles, block.vectors
+        )
         with self._lock:
             self._indexes[(user_id, collection)] = index
             self.version += 1
