@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from personalization.capture import KnownItem, plan_capture
 from personalization.embedder import Embedder
-from personalization.job_worker import LeasedWorker, Ready
+from personalization.job_worker import JobTerms, LeasedWorker, Ready
 from personalization.statement_detector import DetectedStatement, detect_statements
 from personalization.statement_guard import is_user_preference
 from personalization.suggestions import CaptureService
@@ -46,19 +46,13 @@ class CaptureWorker(LeasedWorker[CaptureJob]):
         detect: Detector = detect_statements,
         guard: Callable[[str], bool] = is_user_preference,
         auto_accept: float | None = None,
-        max_attempts: int = 5,
-        backoff_s: float = 2.0,
-        poll_s: float = 5.0,
-        lease_s: float = 60.0,
+        terms: JobTerms = JobTerms(),
     ) -> None:
         super().__init__(
             captures,
             index,
             noun="capture",
-            max_attempts=max_attempts,
-            backoff_s=backoff_s,
-            poll_s=poll_s,
-            lease_s=lease_s,
+            terms=terms,
         )
         self._captures = captures
         self._instructions = instructions

@@ -12,7 +12,7 @@ import logging
 
 from personalization.backends import ModelBackend
 from personalization.cipher import INFER_SETTINGS, clean_phrase, infer_messages
-from personalization.job_worker import LeasedWorker
+from personalization.job_worker import JobTerms, LeasedWorker
 from store.edits import COLLECTION, EditRepository
 from store.errors import TailorError
 from store.index_manager import IndexManager
@@ -29,19 +29,13 @@ class EditWorker(LeasedWorker[Edit]):
         backend: ModelBackend,
         index: IndexManager,
         *,
-        max_attempts: int = 5,
-        backoff_s: float = 2.0,
-        poll_s: float = 5.0,
-        lease_s: float = 60.0,
+        terms: JobTerms = JobTerms(),
     ) -> None:
         super().__init__(
             edits,
             index,
             noun="edit",
-            max_attempts=max_attempts,
-            backoff_s=backoff_s,
-            poll_s=poll_s,
-            lease_s=lease_s,
+            terms=terms,
         )
         self._edits = edits
         self._backend = backend

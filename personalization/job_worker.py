@@ -17,6 +17,7 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
@@ -57,6 +58,17 @@ class Ready(Protocol):
     def ready(self) -> bool: ...
 
 
+@dataclass(frozen=True)
+class JobTerms:
+    """How a leased worker retries and holds its jobs: the edit and capture workers take
+    the same settings (TAILOR_EDIT_MAX_ATTEMPTS, _RETRY_BACKOFF_S, _LEASE_S)."""
+
+    max_attempts: int = 5
+    backoff_s: float = 2.0
+    poll_s: float = 5.0
+    lease_s: float = 60.0
+
+
 class LeasedWorker(ABC, Generic[J]):
     """Polls `queue` on a daemon thread once `index` is ready; `noun` names the jobs in
     logs and thread names ("edit", "capture")."""
@@ -67,19 +79,16 @@ class LeasedWorker(ABC, Generic[J]):
         index: Ready,
         *,
         noun: str,
-        max_attempts: int,
-        backoff_s: float,
-        poll_s: float,
-        lease_s: float,
+        terms: JobTerms,
     ) -> None:
         self._queue = queue
         self._ready = index
         self._noun = noun
         self._log = logging.getLogger(f"tailor.{noun}s")
-        self._max_attempts = max_attempts
-        self._backoff_s = backoff_s
-        self._poll_s = poll_s
-        self._lease = timedelta(seconds=lease_s)
+        self._max_attempts = terms.max_attempts
+        self._backoff_s = terms.backoff_s
+        self._poll_s = terms.poll_s
+        self._lease = timedelta(seconds=terms.lease_s)
         self.owner = worker_id()
         self._wake = threading.Event()
         self._stop = threading.Event()

@@ -24,6 +24,7 @@ from personalization.edit_worker import EditWorker
 from personalization.edits import EditService
 from personalization.embed_batching import BatchingEmbedder
 from personalization.embedder import Embedder
+from personalization.job_worker import JobTerms
 from personalization.profile_import import ProfileImporter
 from personalization.profile_writes import ProfileWriter
 from personalization.provenance import TurnRecorder
@@ -304,13 +305,16 @@ def build_ports(
     writer = ProfileWriter(
         embedder, instructions, examples, users, index, applicability=applicability
     )
+    job_terms = JobTerms(
+        max_attempts=settings.edit_max_attempts,
+        backoff_s=settings.edit_retry_backoff_s,
+        lease_s=settings.edit_lease_s,
+    )
     worker = EditWorker(
         edits,
         model,
         index,
-        max_attempts=settings.edit_max_attempts,
-        backoff_s=settings.edit_retry_backoff_s,
-        lease_s=settings.edit_lease_s,
+        terms=job_terms,
     )
     captures = CaptureRepository(engine)
     capture_worker = CaptureWorker(
@@ -320,9 +324,7 @@ def build_ports(
         index,
         detect=capture_reader(settings, model, embedded=gated is not None),
         auto_accept=settings.capture_auto_accept,
-        max_attempts=settings.edit_max_attempts,
-        backoff_s=settings.edit_retry_backoff_s,
-        lease_s=settings.edit_lease_s,
+        terms=job_terms,
     )
     capture_service = CaptureService(
         captures,

@@ -132,6 +132,21 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh desktop-sized page; any JavaScript error on it fails the test."""
+    context = chromium.new_context(viewport=DESKTOP, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
 SCREENSHOT_DIR = Path(os.environ.get("TAILOR_SCREENSHOTS", "/tmp/tailor-ui-screenshots"))
 
 

@@ -4,27 +4,15 @@ real headless Chromium makes it a standing instruction (checked through the API)
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.browser import LiveServer, chromium, live_server
+from tests.browser import LiveServer, chromium, live_server, page
 
 pytestmark = pytest.mark.browser
 
-__all__ = ["chromium", "live_server"]  # fixtures, imported for pytest
-
-
-@pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], errors
+__all__ = ["chromium", "live_server", "page"]  # fixtures, imported for pytest
 
 
 def test_a_person_accepts_and_rejects_what_was_heard(live_server: LiveServer, page: Any) -> None:

@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from personalization.capture_worker import CaptureWorker
 from personalization.embedder import Embedder
+from personalization.job_worker import JobTerms
 from personalization.statement_detector import DetectedStatement, detect_statements
 from store.captures import CaptureRepository
 from store.clock import utcnow
@@ -47,13 +48,13 @@ def store(database_url: str | None, tmp_path: Path) -> tuple[Any, UserScope]:
     return engine, UserScope(tenant_id=tenant.id, user_id=user.id, external_id="alice")
 
 
-def worker(engine: Any, **kw: Any) -> CaptureWorker:
+def worker(engine: Any, max_attempts: int = 5, **kw: Any) -> CaptureWorker:
     return CaptureWorker(
         CaptureRepository(engine),
         InstructionRepository(engine),
         HashingEmbedder(),
         Always(),
-        backoff_s=0.001,
+        terms=JobTerms(backoff_s=0.001, max_attempts=max_attempts),
         **kw,
     )
 

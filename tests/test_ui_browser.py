@@ -7,30 +7,17 @@ Screenshots go to $TAILOR_SCREENSHOTS (default /tmp/tailor-ui-screenshots)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.browser import LiveServer, chromium, live_server, screenshot
+from tests.browser import LiveServer, chromium, live_server, page, screenshot
 
 pytestmark = pytest.mark.browser
 
-__all__ = ["chromium", "live_server"]  # fixtures, imported for pytest
+__all__ = ["chromium", "live_server", "page"]  # fixtures, imported for pytest
 
-DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 375, "height": 812}
-
-
-@pytest.fixture
-def page(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context(viewport=DESKTOP, accept_downloads=True)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    yield page
-    context.close()
-    assert errors == [], errors
 
 
 def _open(page: Any, url: str) -> None:
