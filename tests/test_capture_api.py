@@ -239,7 +239,11 @@ def test_auto_accept_applies_confident_suggestions_at_once(start_app: Any) -> No
     h = app.tenant()
     app.user(h, "alice")
     captured(app, h, ("user", "I'm allergic to shellfish. I like jazz."))
-    accepted = suggestions(app, h, "accepted")
+    # The job is done once its suggestions are written; the worker accepts the confident
+    # ones right after, in their own transactions (a few ms later).
+    deadline = time.monotonic() + 20
+    while len(accepted := suggestions(app, h, "accepted")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert sorted("shellfish" in a["text"] for a in accepted) == [False, True]
     assert all(a["confidence"] >= 0.6 for a in accepted) and suggestions(app, h) == []
     listed = app.client.get("/v1/users/alice/instructions", headers=h).json()["items"]
