@@ -26,7 +26,7 @@ from evals.prefeval.data import DatasetError, _conversation, _list, _read
 from personalization.messages import ChatMessage
 
 CAPTURE_DATA = Path(__file__).resolve().parent / "data" / "capture"
-SPLITS = ("dev", "heldout", "heldout2", "heldout3")
+SPLITS = ("dev", "heldout", "heldout2", "heldout3", "heldout4")
 
 # PrefEval's filler and ours of first-person turns that state no lasting preference
 # ("I need help with my essay.", "I have a meeting at 3pm.")

@@ -48,7 +48,7 @@ from personalization.statement_guard import is_user_preference, junk_reason
 
 SUITE = "capture"
 GUARD_LABELS = CAPTURE_DATA / "guard_labels.json"
-HEADLINE = "heldout3"
+HEADLINE = "heldout4"
 MATCH_COSINE = 0.6
 IMPLICIT = ("choice", "persona")
 

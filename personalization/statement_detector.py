@@ -11,9 +11,17 @@ capture` reports dev and held-out):
    and reactions ("I like the second one") are dropped before any scoring: they are
    not the user's standing preferences, whatever their words.
 2. A logistic regression over MiniLM vectors (weights in statement_classifier.json,
-   trained on the dev split by evals/capture_train.py) scores each candidate; the
+   trained on the seen splits by evals/capture_train.py) scores each candidate; the
    candidate is kept when the score reaches the threshold stored with the weights.
-   With another embedder the weights do not apply and the patterns decide alone.
+3. A sentence no pattern takes, but which passes the same gates and is neither a
+   question without its "?" ("do you like jazz.") nor about a third party ("my dad
+   refuses...", "a colleague of mine is afraid of dogs") nor about "that"/"this"
+   ("keep that in mind"), is kept when the classifier is surer of it: at the
+   `fallback_threshold` stored with the weights. Users state traits in forms no
+   pattern anticipates ("Mom of two under 5 here", "Carry-on only, always."), and
+   each new author of the evaluation data brought new ones (README, issue 14).
+   With another embedder the weights do not apply: the patterns decide alone and no
+   fallback is taken.
 
 Assistant text never reaches this module: callers pass the user's messages only."""
 
@@ -50,6 +58,7 @@ class Candidate:
     sentence: str
     text: str
     message_index: int
+    pattern: bool = True  # False: no pattern took it (stage 3, the classifier's call)
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+|(?<=:)\s+(?=[A-Z])")
@@ -89,7 +98,8 @@ _REACTION = re.compile(
     r"\bI (?:like|love|prefer|'ll take|will take) (?:the )?(?:first|second|third|last|"
     r"other|former|latter|\w+ one)\b|\bI (?:like|love|hate|prefer) (?:this|that|it|these|those)\b"
     r"(?! when)|\bI(?:'ll| will| was| were|'ve been|'d like to know|"
-    r" think| guess| mean| see| agree| wonder| hope| just| got| did| went| tried| used)\b",
+    r" think| guess| mean| see| agree| wonder| hope| just| got| did| went| tried| used)\b|"
+    r"\byou (?:gave|suggested|wrote|sent|listed|mentioned|proposed|picked)\b",
     re.IGNORECASE,
 )
 # First-person sentences about the task at hand, not a lasting trait or taste: "I need
@@ -102,11 +112,13 @@ _ONE_OFF_STATE = re.compile(
     r"waiting|moving|stuck|curious|wondering|thinking|at the|in the middle|not sure|a bit|"
     r"learning about|working on|going to|about to|getting|preparing|studying for)\b|"
     r"\bI(?:'m| am) (?:\w+ )?(?:tired|nervous|excited|stressed|bored|worried|anxious|"
-    r"exhausted|confused|frustrated|overwhelmed|sick|sleepy|hungry|late|busy)\b|"
+    r"exhausted|confused|frustrated|overwhelmed|sick|sleepy|hungry|late|busy|happy|glad|"
+    r"relieved|thrilled|proud|upset|annoyed|sad|disappointed)\b|"
     r"\bI have (?:a|an|some) (?:job )?(?:question|meeting|exam|test|interview|deadline|"
     r"appointment|call|problem|issue|idea)\b|\bI have (?:\w+ )?(?:minutes|hours)\b|"
     r"\b(?:today|tonight|tomorrow|later today|later|right now|"
-    r"this (?:morning|afternoon|evening|weekend)|"
+    r"this (?:morning|afternoon|evening|weekend|week)|"
+    r"on (?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)|"
     r"next (?:week|month)|at \d)\b",
     re.IGNORECASE,
 )
@@ -137,6 +149,22 @@ _FAVOURITE = re.compile(
     r"^\W*(?:[\w-]+ ){1,4}(?:here|person|nerd|fan|lover)(?=\s*(?:[,.!;]|$))",
     re.I,
 )
+# Stage 3 only (a pattern's own words already say who and what): a question typed
+# without its "?", and a third party's taste or habit.
+_ASKS = re.compile(
+    r"^\W*(?:do|does|did|are|is|am|can|could|will|what|how|why|where|which|who|when|any|"
+    r"anything)\b",
+    re.IGNORECASE,
+)
+_THIRD_PARTY = re.compile(
+    r"^\W*(?:(?:my|our|the|his|her|their|a|an) (?:[\w-]+ ){0,2}?(?:dad|father|mom|mum|"
+    r"mother|parents?|sister|brother|wife|husband|partner|boyfriend|girlfriend|boss|manager|"
+    r"coworker|co-worker|colleague|friend|son|daughter|kids?|child|client|customer|team|"
+    r"roommate|flatmate|neighbou?r|teacher|doctor|family)s?\b(?:(?!\bI\b).)*?"
+    r"\b(?:likes?|loves?|prefers?|hates?|refuses?|only|claims?|wants?|insists?|swears?|"
+    r"thinks?|says?|is|are|can't|won't|doesn't|don't|never|always)\b|(?:he|she|they)\b)",
+    re.IGNORECASE,
+)
 _SUBORDINATE = re.compile(r"^\W*(?:when|whenever|while|before|after|once)\b", re.I)
 _REQUEST = re.compile(
     r"^\W*(?:(?:from now on|going forward|in future|in the future),?\s+)?"
@@ -150,7 +178,7 @@ _PLEASE = re.compile(r"\b(?:please|pls|kindly|always|never|from now on|in genera
 # the task at hand, while a condition, a dependant or a pet is lasting. A possession is
 # kept when it names one of those, or when the classifier is sure of it anyway (without
 # the classifier, only when it names one).
-_POSSESSION = re.compile(r"^I (?:have|'ve got|have got|got)\b", re.IGNORECASE)
+_POSSESSION = re.compile(r"^I(?:'ve got| have got| have| got)\b", re.IGNORECASE)
 _LASTING_POSSESSION = re.compile(
     r"\b(?:dogs?|cats?|pupp(?:y|ies)|kittens?|pets?|parrots?|rabbits?|hamsters?|horses?|"
     r"birds?|kids?|child(?:ren)?|sons?|daughters?|bab(?:y|ies)|toddlers?|teen(?:ager)?s?|"
@@ -219,6 +247,29 @@ def _request_text(verb: str, rest: str) -> str:
     return _finish(f"I want you to {low} {rest}")
 
 
+def _excluded(body: str) -> bool:
+    """Cannot be the user's standing preference, whatever its words: hypothetical,
+    reported or quoted, a reaction to the thing at hand, a one-off state or plan."""
+    question = body.rstrip().endswith("?")
+    if _HYPOTHETICAL.search(body) and not question:
+        return True
+    return bool(_REPORTED.search(body) or _REACTION.search(body) or _ONE_OFF_STATE.search(body))
+
+
+def fallback(sentence: str, message_index: int) -> Candidate | None:
+    """Stage 3's candidate: the sentence itself, as said (its tail cut), for the
+    classifier alone to judge; None when a gate rules it out."""
+    body = strip_lead(sentence)
+    if not body or len(body) > 400 or body.rstrip().endswith("?") or _excluded(body):
+        return None
+    if _TASK.search(body) or _ASKS.search(body) or _THIRD_PARTY.search(body):
+        return None
+    if _ONE_OFF.search(body.split(",")[0]):
+        return None
+    text = _finish(_cut_tail(body))
+    return Candidate(body, text, message_index, pattern=False) if text else None
+
+
 def candidate(sentence: str, message_index: int) -> Candidate | None:
     """The sentence as a statement to score, or None when it cannot be the user's
     standing preference (question, hypothetical, reported speech, one-off task)."""
@@ -226,9 +277,7 @@ def candidate(sentence: str, message_index: int) -> Candidate | None:
     if not body or len(body) > 400:
         return None
     question = body.rstrip().endswith("?")
-    if _HYPOTHETICAL.search(body) and not question:
-        return None
-    if _REPORTED.search(body) or _REACTION.search(body) or _ONE_OFF_STATE.search(body):
+    if _excluded(body):
         return None
     request = _REQUEST.match(body)
     if request and _PLEASE.search(body):
@@ -255,11 +304,15 @@ def candidate(sentence: str, message_index: int) -> Candidate | None:
     return Candidate(body, _finish(_cut_tail(clause)), message_index)
 
 
-def candidates(user_messages: Sequence[str]) -> list[Candidate]:
+def candidates(user_messages: Sequence[str], *, fallbacks: bool = False) -> list[Candidate]:
+    """Every pattern candidate, in the order said; with `fallbacks`, stage 3's too
+    (for sentences no pattern took)."""
     found: list[Candidate] = []
     for index, message in enumerate(user_messages):
         for sentence in split_sentences(message):
             hit = candidate(sentence, index)
+            if (hit is None or not hit.text) and fallbacks:
+                hit = fallback(sentence, index)
             if hit is not None and hit.text:
                 found.append(hit)
     return found
@@ -271,6 +324,7 @@ class Classifier:
     bias: float
     threshold: float
     embedder_id: str = MINILM_ID
+    fallback_threshold: float | None = None  # None: no stage 3
 
     def fits(self, embedder: Embedder) -> bool:
         return embedder.model_id == self.embedder_id and embedder.dim == self.weights.shape[0]
@@ -287,6 +341,9 @@ def load_classifier(path: Path = CLASSIFIER_PATH) -> Classifier:
         bias=float(found["bias"]),
         threshold=float(found["threshold"]),
         embedder_id=str(found.get("embedder", MINILM_ID)),
+        fallback_threshold=(
+            None if found.get("fallback_threshold") is None else float(found["fallback_threshold"])
+        ),
     )
 
 
@@ -303,20 +360,22 @@ def detect_statements(
 ) -> list[DetectedStatement]:
     """The preferences the user states in `user_messages`, once each (the first time
     a text is said), in the order they were said."""
-    found = candidates(user_messages)
-    if not found:
-        return []
     model = classifier or _packaged_classifier()
     fitted = model.fits(embedder)
+    found = candidates(user_messages, fallbacks=fitted and model.fallback_threshold is not None)
+    if not found:
+        return []
     if fitted:
         scores = model.scores(embedder.embed([c.sentence for c in found]))
-        threshold = model.threshold
     else:
         scores = np.full(len(found), PATTERN_ONLY_CONFIDENCE)
-        threshold = 0.0
     out: list[DetectedStatement] = []
     seen: set[str] = set()
     for cand, score in zip(found, scores, strict=True):
+        if cand.pattern:
+            threshold = model.threshold if fitted else 0.0
+        else:
+            threshold = model.fallback_threshold or 1.0  # only offered when fitted and set
         if score < threshold or cand.text.lower() in seen:
             continue
         if (

@@ -204,9 +204,9 @@ def test_capture_suite_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     suite = results["suites"]["capture"]
-    # every split by default, the blind one (heldout3) as the headline
-    assert set(suite["splits"]) == {"dev", "heldout", "heldout2", "heldout3"}
-    assert suite["headline"] == "heldout3" and suite["config"]["source"] == "detector"
+    # every split by default, the blind one (heldout4) as the headline
+    assert set(suite["splits"]) == {"dev", "heldout", "heldout2", "heldout3", "heldout4"}
+    assert suite["headline"] == "heldout4" and suite["config"]["source"] == "detector"
     # patterns alone (the fake embedder is not the classifier's): most explicit items
     assert suite["splits"]["heldout"]["explicit_recall"]["value"] > 0.5
     assert any(m["name"] == "capture.heldout.explicit_recall" for m in results["metrics"])

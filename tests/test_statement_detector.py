@@ -196,3 +196,81 @@ def test_idioms_that_state_a_trait(said: str, text: str) -> None:
 )
 def test_task_context_is_not_a_preference(said: str) -> None:
     assert texts(said) == []
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I've got chicken thighs, a lemon and some potatoes.",  # "I've" joined: still a possession
+        "I am so happy the script finally runs.",  # a passing feeling
+        "I'm in Lisbon this week for work.",
+        "I prefer the shorter subject line you gave.",  # a reaction to the assistant's text
+    ],
+)
+def test_more_task_context_is_not_a_preference(said: str) -> None:
+    assert texts(said) == []
+
+
+def _stage_three(fallback_threshold: float | None) -> tuple[_Fitted, Classifier]:
+    """Weights that score "Carry-on only, always." (no pattern takes it) at about 0.88
+    and everything else low."""
+    embedder = _Fitted()
+    target = embedder.embed(["Carry-on only, always."])[0]
+    weights = (target / np.linalg.norm(target)).astype(np.float32) * 4
+    return embedder, Classifier(
+        weights=weights, bias=-2.0, threshold=0.5, fallback_threshold=fallback_threshold
+    )
+
+
+def test_a_sentence_no_pattern_takes_is_kept_only_when_the_classifier_is_surer() -> None:
+    said = ["Carry-on only, always.", "Mostly sunny here today."]
+    embedder, model = _stage_three(fallback_threshold=0.8)
+    found = detect_statements(said, embedder, classifier=model)
+    assert [(s.text, s.quote) for s in found] == [
+        ("Carry-on only, always.", "Carry-on only, always.")
+    ]
+    assert found[0].confidence >= 0.8
+    # above the pattern threshold but below the fallback one: not kept
+    embedder, strict = _stage_three(fallback_threshold=0.95)
+    assert detect_statements(said, embedder, classifier=strict) == []
+    # no fallback threshold stored (older weights), or weights for another embedder: no stage 3
+    embedder, none = _stage_three(fallback_threshold=None)
+    assert detect_statements(said, embedder, classifier=none) == []
+    assert detect_statements(said, FAKE, classifier=model) == []
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "Do you like jazz.",  # a question typed without its "?"
+        "My dad refuses to use anything but his old flip phone.",  # a third party
+        "A colleague of mine is afraid of dogs.",
+        "She only reads thrillers.",
+        "Keep that in mind whenever I ask about plants.",  # about the thing at hand
+        "If I were vegan I would miss cheese.",  # hypothetical
+        "Write me a haiku about autumn.",  # a task
+    ],
+)
+def test_stage_three_gates(said: str) -> None:
+    from personalization.statement_detector import fallback
+
+    assert fallback(said, 0) is None
+
+
+def test_stage_three_offers_the_sentence_itself() -> None:
+    from personalization.statement_detector import fallback
+
+    found = fallback("Mom of two under 5 here, so keep it quick", 3)
+    assert found is not None and not found.pattern
+    assert (found.text, found.message_index) == ("Mom of two under 5 here.", 3)
+
+
+@pytest.mark.slow
+def test_real_minilm_stage_three_takes_a_trait_no_pattern_names() -> None:
+    from personalization.embedder import SentenceTransformerEmbedder
+
+    found = detect_statements(
+        ["Carry-on only, always. What's the best way to pack for 10 days?"],
+        SentenceTransformerEmbedder(),
+    )
+    assert [s.text for s in found] == ["Carry-on only, always."]
