@@ -101,8 +101,6 @@ def test_only_one_worker_holds_a_job_and_a_lost_lease_writes_nothing(
         new=[],
         reinforce_instructions=[],
         reinforce_suggestions=[],
-        model="m",
-        dim=2,
     )
     assert lost is None
     assert rows(engine, Suggestion) == []
