@@ -134,6 +134,8 @@ class CaptureWorker(LeasedWorker[CaptureJob]):
         except Exception as exc:  # whatever failed, it is one failed attempt
             if isinstance(exc, TailorError):
                 message = exc.message
+            elif self._busy(exc, f"capturing {job.id}"):
+                message = "the database was busy (another transaction held the lock)"
             else:
                 log.exception("unexpected failure capturing %s", job.id)
                 message = f"unexpected {type(exc).__name__}: {exc}"
