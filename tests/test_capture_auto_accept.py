@@ -104,3 +104,25 @@ def test_a_job_whose_accept_cannot_land_writes_nothing_and_its_retry_applies_it(
         "I am a vegetarian.",
         taken["text"],
     ]
+
+
+def test_of_two_confident_supersedes_of_one_instruction_one_is_accepted(
+    start_app: Any,
+) -> None:
+    """Each would replace the version the other read: the first is accepted with the
+    job, the second stays pending, and accepting it later writes the version after."""
+    app = start_app(capture_auto_accept=0.6)
+    h = app.tenant()
+    app.user(h, "alice")
+    old = app.instruction(h, "alice", text="I'm vegetarian.", source="user")
+    job = captured(app, h, ("user", "I eat fish again now. And I eat chicken now."))
+    [taken] = suggestions(app, h, "accepted")
+    [waiting] = suggestions(app, h)
+    assert sorted(job["suggestions"]) == sorted([taken["id"], waiting["id"]])
+    for s in (taken, waiting):
+        assert (s["action"], s["target_instruction_id"]) == ("supersede", old["id"])
+    current = app.client.get(f"/v1/users/alice/instructions/{old['id']}", headers=h).json()
+    assert (current["version"], current["text"]) == (2, taken["text"])
+    later = app.client.post(f"/v1/users/alice/suggestions/{waiting['id']}/accept", headers=h)
+    assert later.status_code == 200, later.text
+    assert later.json()["instruction"]["version"] == 3
