@@ -236,7 +236,8 @@ class CaptureRepository:
             except IntegrityError:
                 session.rollback()
                 raise Conflict(
-                    "another capture added the same suggestion meanwhile",
+                    "another writer got there first (the same suggestion, or a version of "
+                    "the instruction an accepted one supersedes)",
                     code="concurrent_update",
                 ) from None
             return rows
