@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from personalization.capture_worker import CaptureWorker
+from personalization.embedder import Embedder
 from personalization.job_worker import JobTerms
+from personalization.statement_detector import DetectedStatement
 from store.captures import CaptureRepository
 from store.db import create_db_engine, lock_contention, migrate
 from store.instructions import InstructionRepository
@@ -204,3 +206,38 @@ def test_metrics_export_each_workers_lock_waits(start_app: Any) -> None:
 
     assert value("capture") == ports.capture_worker.lock_waits >= 2
     assert value("edit") == ports.worker.lock_waits
+
+
+def test_a_lock_wait_inside_a_job_is_a_warning_and_a_plain_retry(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'j.db'}")
+    migrate(engine)
+    scope = make_user(engine)
+    captures = CaptureRepository(engine)
+    job = captures.submit(
+        scope, user_messages=["I prefer tea."], conversation_id=None, queue_limit=9
+    )
+
+    def held(messages: Sequence[str], embedder: Embedder) -> list[DetectedStatement]:
+        # what a statement that met PostgreSQL's lock_timeout raises
+        raise sa.exc.OperationalError("SELECT 1", {}, psycopg.errors.LockNotAvailable())
+
+    caplog.set_level(logging.INFO, logger="tailor.captures")
+    worker = CaptureWorker(
+        captures,
+        InstructionRepository(engine),
+        HashingEmbedder(),
+        Always(),
+        detect=held,
+        terms=TERMS,
+    )
+    assert worker.run_once()
+    with Session(engine) as session:
+        stored = session.get(CaptureJob, job.id)
+        assert stored is not None
+        assert (stored.status, stored.attempts) == (InferenceStatus.pending, 1)
+        assert stored.last_error == "the database was busy (another transaction held the lock)"
+    [record] = [r for r in caplog.records if r.name == "tailor.captures"]
+    assert (record.levelno, record.exc_info) == (logging.WARNING, None)
+    assert "55P03" in record.getMessage() and worker.lock_waits == 1
