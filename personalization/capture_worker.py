@@ -6,7 +6,9 @@ guard drops what is not a first-person preference about the user, and the plan
 (personalization/capture.py) says, per statement, whether it repeats a known item
 (reinforce it), contradicts an active instruction (suggest superseding it) or is new.
 All of it is written in one transaction under the lease. A suggestion whose confidence
-reaches `auto_accept` (None: never) is accepted at once, so it applies to turns."""
+reaches `auto_accept` (None: never) is accepted in that same transaction, through the
+API's accept path, its instruction keyed before the transaction opens: the job reads
+`done` exactly when what it accepted applies to turns."""
 
 from __future__ import annotations
 
@@ -23,10 +25,10 @@ from personalization.job_worker import JobTerms, LeasedWorker, Ready
 from personalization.statement_detector import DetectedStatement, detect_statements
 from personalization.statement_guard import is_user_preference
 from personalization.suggestions import CaptureService
-from store.captures import CaptureRepository, NewSuggestion, scope_of
+from store.captures import Acceptance, CaptureRepository, NewSuggestion, new_suggestions, scope_of
 from store.errors import TailorError
 from store.instructions import InstructionRepository
-from store.models import CaptureJob, SuggestionAction, SuggestionStatus
+from store.models import CaptureJob, Suggestion, SuggestionAction, SuggestionStatus
 from store.scope import UserScope
 from store.vector_index import decode_vector, encode_vector
 
@@ -110,28 +112,54 @@ class CaptureWorker(LeasedWorker[CaptureJob]):
                 ]
                 again_instructions = [r.id for r in plan.reinforcements if r.kind == "instruction"]
                 again_suggestions = [r.id for r in plan.reinforcements if r.kind == "suggestion"]
-            rows = self._captures.finish(
-                job,
-                self.owner,
-                new=new,
-                reinforce_instructions=again_instructions,
-                reinforce_suggestions=again_suggestions,
-                model=self._embedder.model_id,
-                dim=self._embedder.dim,
-            )
+            rows = new_suggestions(job, new, model=self._embedder.model_id, dim=self._embedder.dim)
+            accept = self._auto_accepted(scope, rows)
+            if accept and self.service is not None:
+                self.service.finish_accepting(
+                    job,
+                    self.owner,
+                    new=rows,
+                    accept=accept,
+                    reinforce_instructions=again_instructions,
+                    reinforce_suggestions=again_suggestions,
+                )
+            else:
+                self._captures.finish(
+                    job,
+                    self.owner,
+                    new=rows,
+                    reinforce_instructions=again_instructions,
+                    reinforce_suggestions=again_suggestions,
+                )
         except Exception as exc:  # whatever failed, it is one failed attempt
             if isinstance(exc, TailorError):
                 message = exc.message
+            elif self._busy(exc, f"capturing {job.id}"):
+                message = "the database was busy (another transaction held the lock)"
             else:
                 log.exception("unexpected failure capturing %s", job.id)
                 message = f"unexpected {type(exc).__name__}: {exc}"
             self._failed(job, message)
-            return
-        if rows is None or self._auto_accept is None or self.service is None:
-            return  # the lease was lost, or the user deleted; or nothing is auto-accepted
-        for row in rows:
-            if row.confidence >= self._auto_accept:
-                try:
-                    self.service.accept(scope, row.id)
-                except TailorError as exc:  # decided meanwhile, or not ready
-                    log.warning("suggestion %s not auto-accepted: %s", row.id, exc.code)
+
+    def _auto_accepted(self, scope: UserScope, rows: Sequence[Suggestion]) -> list[Acceptance]:
+        """The confident suggestions, keyed for accepting before the job's transaction.
+        Of several that supersede one instruction, only the most confident is accepted
+        (each would replace the version the others read); the rest stay pending for the
+        user to decide."""
+        if self._auto_accept is None or self.service is None:
+            return []
+        threshold = self._auto_accept
+        confident = sorted(
+            (row for row in rows if row.confidence >= threshold),
+            key=lambda row: -row.confidence,
+        )
+        targets: set[uuid.UUID] = set()
+        accept: list[Acceptance] = []
+        for row in confident:
+            target = row.target_instruction_id
+            if row.action == SuggestionAction.supersede and target is not None:
+                if target in targets:
+                    continue
+                targets.add(target)
+            accept.append(self.service.prepare_accept(scope, row))
+        return accept

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from store.clock import utcnow
+from store.db import lock_contention
 
 
 def worker_id() -> str:
@@ -94,6 +95,7 @@ class LeasedWorker(ABC, Generic[J]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.processed = 0
+        self.lock_waits = 0  # iterations that gave up waiting for a database lock
 
     @abstractmethod
     def _process(self, job: J) -> None:
@@ -130,17 +132,44 @@ class LeasedWorker(ABC, Generic[J]):
                 continue
             try:
                 worked = self.run_once()
-            except Exception:  # keep the worker alive; the job's lease expires and it is retried
-                self._log.exception("%s worker iteration failed", self._noun)
+            except Exception as exc:  # keep the worker alive; a held job's lease expires
+                self._iteration_failed(exc)
                 worked = False
             if not worked:
                 self._wake.wait(self._idle_wait())
                 self._wake.clear()
 
+    def _iteration_failed(self, exc: Exception) -> None:
+        if not self._busy(exc, "claiming a job"):
+            self._log.error("%s worker iteration failed", self._noun, exc_info=exc)
+
+    def _busy(self, exc: BaseException, doing: str) -> bool:
+        """True, with one line at WARNING and a count in `lock_waits`, when `exc` is a
+        lock wait that gave up (store/db.py `lock_contention`): another transaction
+        holds the database (a bulk write on SQLite, a lock timeout or a lost
+        serialization on PostgreSQL). That is expected and passes, so it pages no one;
+        the caller backs off as after any failure. Anything else is for the caller to
+        log at ERROR with its traceback."""
+        contention = lock_contention(exc)
+        if contention is None:
+            return False
+        self.lock_waits += 1
+        self._log.warning(
+            "%s worker: database busy while %s (%s: another transaction holds the lock); "
+            "will try again",
+            self._noun,
+            doing,
+            contention,
+        )
+        return True
+
     def _idle_wait(self) -> float:
         """Sleep until the next retry or lease expiry is due, `poll_s` at most (new jobs
-        wake us)."""
-        due = self._queue.next_due_at()
+        wake us). If the database cannot say, `poll_s`: the loop must outlive it."""
+        try:
+            due = self._queue.next_due_at()
+        except Exception:  # a lasting failure shows in the next claim's log line
+            return self._poll_s
         if due is None:
             return self._poll_s
         return min(self._poll_s, max(0.0, (due - utcnow()).total_seconds()))
@@ -169,8 +198,11 @@ class LeasedWorker(ABC, Generic[J]):
                             "lost the lease on %s %s; another worker has it", self._noun, job.id
                         )
                         return
-                except Exception:  # a database hiccup: try again next period
-                    self._log.exception("renewing the lease on %s %s failed", self._noun, job.id)
+                except Exception as exc:  # a database hiccup: try again next period
+                    if not self._busy(exc, "renewing a lease"):
+                        self._log.exception(
+                            "renewing the lease on %s %s failed", self._noun, job.id
+                        )
 
         keeper = threading.Thread(target=keep, name=f"tailor-{self._noun}-lease", daemon=True)
         keeper.start()

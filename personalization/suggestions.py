@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from personalization.applicability import current_applicability
 from personalization.messages import ChatMessage
 from personalization.profile_writes import ProfileWriter
-from store.captures import CaptureRepository, already_decided
+from store.captures import Acceptance, CaptureRepository, already_decided
 from store.clock import utcnow
 from store.errors import NotFound, TailorError
 from store.index_manager import IndexManager
@@ -118,41 +118,67 @@ class CaptureService:
         suggestion = self._captures.get(scope, suggestion_id)
         if suggestion.status != SuggestionStatus.pending:
             raise already_decided()
+        acceptance = self.prepare_accept(scope, suggestion, text)
+        with self._index.write_lock:
+            decided = self._captures.accept(scope, suggestion, acceptance)
+            self._mirror(acceptance)
+        return decided, acceptance.instruction
+
+    def prepare_accept(
+        self, scope: UserScope, suggestion: Suggestion, text: str | None = None
+    ) -> Acceptance:
+        """The instruction accepting `suggestion` writes, keyed for its exact wording
+        (the embedder and the derivation run here, before any transaction): a `new`
+        one's first version, or a `supersede` one's next version of the target as read
+        now. If the target is gone (deleted), the statement stands on its own."""
         wording = text if text is not None else suggestion.text
         target = None
         if suggestion.action == SuggestionAction.supersede and suggestion.target_instruction_id:
             try:
                 target = self._instructions.get(scope, suggestion.target_instruction_id)
             except NotFound:
-                target = None  # deleted since: the statement still stands on its own
+                target = None
         if target is None:
-            return self._accept_new(scope, suggestion, wording)
-        return self._accept_supersede(scope, suggestion, target, wording)
-
-    def _accept_new(
-        self, scope: UserScope, suggestion: Suggestion, text: str
-    ) -> tuple[Suggestion, Instruction]:
-        keys = self._writer.instruction_keys(text, None)
-        row = first_version(scope, text, None, False, InstructionSource.conversation, keys)
+            keys = self._writer.instruction_keys(wording, None)
+            row = first_version(scope, wording, None, False, InstructionSource.conversation, keys)
+        else:
+            changes = InstructionChanges(text=wording)
+            keys = self._writer.instruction_keys(
+                wording, target.applies_when, current_applicability(target), changes
+            )
+            row = next_version_row(scope, target, changes, keys, utcnow())
         row.capture_id = suggestion.capture_id
         row.capture_quote = suggestion.quote
-        with self._index.write_lock:
-            decided = self._captures.accept_new(scope, suggestion, row)
-            self._writer.mirror(row)
-        return decided, row
+        return Acceptance(suggestion.id, row, target)
 
-    def _accept_supersede(
-        self, scope: UserScope, suggestion: Suggestion, current: Instruction, text: str
-    ) -> tuple[Suggestion, Instruction]:
-        changes = InstructionChanges(text=text)
-        keys = self._writer.instruction_keys(
-            text, current.applies_when, current_applicability(current), changes
-        )
-        new = next_version_row(scope, current, changes, keys, utcnow())
-        new.capture_id = suggestion.capture_id
-        new.capture_quote = suggestion.quote
+    def finish_accepting(
+        self,
+        job: CaptureJob,
+        owner: str,
+        *,
+        new: Sequence[Suggestion],
+        accept: Sequence[Acceptance],
+        reinforce_instructions: Sequence[uuid.UUID],
+        reinforce_suggestions: Sequence[uuid.UUID],
+    ) -> list[Suggestion] | None:
+        """The worker's finish when it auto-accepts: one transaction (CaptureRepository
+        .finish), then this replica's cache, under the writer lock like any accept."""
         with self._index.write_lock:
-            decided = self._captures.accept_supersede(scope, suggestion, current, new)
-            self._index.cache.remove(current.user_id, COLLECTION, current.id)
-            self._writer.mirror(new)
-        return decided, new
+            rows = self._captures.finish(
+                job,
+                owner,
+                new=new,
+                accept=accept,
+                reinforce_instructions=reinforce_instructions,
+                reinforce_suggestions=reinforce_suggestions,
+            )
+            if rows is not None:
+                for acceptance in accept:
+                    self._mirror(acceptance)
+        return rows
+
+    def _mirror(self, acceptance: Acceptance) -> None:
+        replaced = acceptance.replaces
+        if replaced is not None:
+            self._index.cache.remove(replaced.user_id, COLLECTION, replaced.id)
+        self._writer.mirror(acceptance.instruction)

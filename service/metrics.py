@@ -30,7 +30,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -207,6 +207,15 @@ class ScrapeCollector(Collector):
         )
         loaded.add_metric([], 1.0 if self._ports.chat_model_loaded() else 0.0)
         yield loaded
+        waits = CounterMetricFamily(
+            "tailor_worker_lock_waits",
+            "Background worker steps that gave up waiting for a database lock another "
+            "transaction held (retried; logged at WARNING), by worker; this process's count.",
+            labels=["worker"],
+        )
+        waits.add_metric(["edit"], float(self._ports.worker.lock_waits))
+        waits.add_metric(["capture"], float(self._ports.capture_worker.lock_waits))
+        yield waits
 
     def _queue(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(

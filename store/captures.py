@@ -43,6 +43,46 @@ class NewSuggestion:
     embedding: bytes
 
 
+@dataclass(frozen=True)
+class Acceptance:
+    """An accept ready to write, keyed before any transaction opens (no model call
+    while a write is held): the instruction row for the accepted wording, and the
+    version it supersedes as it was read (None: a new instruction)."""
+
+    suggestion_id: uuid.UUID
+    instruction: Instruction
+    replaces: Instruction | None
+
+
+def new_suggestions(
+    job: CaptureJob, new: Sequence[NewSuggestion], *, model: str, dim: int
+) -> list[Suggestion]:
+    """The pending rows a job adds, built before its transaction so that the confident
+    ones can be keyed for accepting first."""
+    now = utcnow()
+    return [
+        Suggestion(
+            tenant_id=job.tenant_id,
+            user_id=job.user_id,
+            text=item.text,
+            text_key=item.text_key,
+            quote=item.quote,
+            conversation_id=job.conversation_id,
+            capture_id=job.id,
+            confidence=item.confidence,
+            action=item.action,
+            target_instruction_id=item.target_instruction_id,
+            status=SuggestionStatus.pending,
+            last_seen_at=now,
+            embedding_model=model,
+            embedding_dim=dim,
+            text_embedding=item.embedding,
+            created_at=now,
+        )
+        for item in new
+    ]
+
+
 def scope_of(job: CaptureJob) -> UserScope:
     """The worker acts for the job's owner; the scope comes from the stored row."""
     return UserScope(tenant_id=job.tenant_id, user_id=job.user_id, external_id="")
@@ -130,40 +170,26 @@ class CaptureRepository:
         job: CaptureJob,
         owner: str,
         *,
-        new: Sequence[NewSuggestion],
+        new: Sequence[Suggestion],
+        accept: Sequence[Acceptance] = (),
         reinforce_instructions: Sequence[uuid.UUID],
         reinforce_suggestions: Sequence[uuid.UUID],
-        model: str,
-        dim: int,
     ) -> list[Suggestion] | None:
-        """Add the new suggestions and count the repeats, in one transaction that also
-        marks the job done and drops its messages, only while `owner` holds the lease.
-        None when the lease was lost (or the user deleted). Raises Conflict when another
-        job added the same statement meanwhile (the unique text key): the retry then
-        finds it and reinforces it instead."""
+        """Add the new suggestions (rows from `new_suggestions`), accept those `accept`
+        names (through `_stage_accept`, the API's accept path) and count the repeats,
+        in one transaction that also marks the job done and drops its messages, only
+        while `owner` holds the lease. So a job reads `done` exactly when everything it
+        auto-accepts is an instruction, and a crash before the commit leaves the job
+        running under a lease that expires and is claimed again. None when the lease
+        was lost (or the user deleted). Raises Conflict when another job added the same
+        statement meanwhile (the unique text key), or when an instruction an accept
+        supersedes moved: the retry plans again from what is stored then."""
         scope = scope_of(job)
         now = utcnow()
-        rows = [
-            Suggestion(
-                tenant_id=job.tenant_id,
-                user_id=job.user_id,
-                text=item.text,
-                text_key=item.text_key,
-                quote=item.quote,
-                conversation_id=job.conversation_id,
-                capture_id=job.id,
-                confidence=item.confidence,
-                action=item.action,
-                target_instruction_id=item.target_instruction_id,
-                status=SuggestionStatus.pending,
-                last_seen_at=now,
-                embedding_model=model,
-                embedding_dim=dim,
-                text_embedding=item.embedding,
-                created_at=now,
-            )
-            for item in new
-        ]
+        rows = list(new)
+        accepting = {a.suggestion_id: a for a in accept}
+        if not accepting.keys() <= {row.id for row in rows}:
+            raise ValueError("an auto-accepted suggestion must be one of the job's new ones")
         seen = [str(row.id) for row in rows] + [str(i) for i in reinforce_suggestions]
         with Session(self._engine, expire_on_commit=False) as session:
             done = session.exec(
@@ -177,32 +203,41 @@ class CaptureRepository:
                 session.rollback()
                 return None
             session.add_all(rows)
-            if reinforce_suggestions:
-                session.exec(
-                    update(Suggestion)
-                    .where(
-                        *_suggestion_in_scope(scope),
-                        col(Suggestion.id).in_(reinforce_suggestions),
-                    )
-                    .values(seen_count=col(Suggestion.seen_count) + 1, last_seen_at=now)
-                )
-            if reinforce_instructions:
-                session.exec(
-                    update(Instruction)
-                    .where(
-                        col(Instruction.tenant_id) == scope.tenant_id,
-                        col(Instruction.user_id) == scope.user_id,
-                        col(Instruction.instruction_id).in_(reinforce_instructions),
-                        col(Instruction.valid_to).is_(None),
-                    )
-                    .values(seen_count=col(Instruction.seen_count) + 1, last_seen_at=now)
-                )
             try:
+                if reinforce_suggestions:
+                    session.exec(
+                        update(Suggestion)
+                        .where(
+                            *_suggestion_in_scope(scope),
+                            col(Suggestion.id).in_(reinforce_suggestions),
+                        )
+                        .values(seen_count=col(Suggestion.seen_count) + 1, last_seen_at=now)
+                    )
+                if reinforce_instructions:
+                    session.exec(
+                        update(Instruction)
+                        .where(
+                            col(Instruction.tenant_id) == scope.tenant_id,
+                            col(Instruction.user_id) == scope.user_id,
+                            col(Instruction.instruction_id).in_(reinforce_instructions),
+                            col(Instruction.valid_to).is_(None),
+                        )
+                        .values(seen_count=col(Instruction.seen_count) + 1, last_seen_at=now)
+                    )
+                if accepting:
+                    session.flush()  # the suggestions exist before they are decided
+                    rows = [
+                        self._stage_accept(session, scope, row, accepting[row.id])
+                        if row.id in accepting
+                        else row
+                        for row in rows
+                    ]
                 session.commit()
             except IntegrityError:
                 session.rollback()
                 raise Conflict(
-                    "another capture added the same suggestion meanwhile",
+                    "another writer got there first (the same suggestion, or a version of "
+                    "the instruction an accepted one supersedes)",
                     code="concurrent_update",
                 ) from None
             return rows
@@ -271,34 +306,31 @@ class CaptureRepository:
             session.commit()
             return decided
 
-    def accept_new(
-        self, scope: UserScope, suggestion: Suggestion, instruction: Instruction
+    def accept(
+        self, scope: UserScope, suggestion: Suggestion, acceptance: Acceptance
     ) -> Suggestion:
-        """The suggestion is accepted and its instruction created, in one transaction."""
+        """The suggestion is accepted and its instruction written, in one transaction;
+        409 if the suggestion was decided or the instruction it supersedes moved."""
         with Session(self._engine, expire_on_commit=False) as session:
-            decided = self._decide(
-                session, scope, suggestion, SuggestionStatus.accepted, instruction.instruction_id
-            )
-            session.add(instruction)
-            record_user_change(
-                session, scope, "instruction", instruction.instruction_id, "created", 1
-            )
-            session.commit()
+            decided = self._stage_accept(session, scope, suggestion, acceptance)
+            commit_or_conflict(session, "instruction")
             return decided
 
-    def accept_supersede(
-        self,
-        scope: UserScope,
-        suggestion: Suggestion,
-        read: Instruction,
-        new: Instruction,
+    def _stage_accept(
+        self, session: Session, scope: UserScope, suggestion: Suggestion, acceptance: Acceptance
     ) -> Suggestion:
-        """The suggestion is accepted and the next version of the instruction it targets
-        written on top of `read`, in one transaction; 409 if either moved meanwhile."""
-        with Session(self._engine, expire_on_commit=False) as session:
-            decided = self._decide(
-                session, scope, suggestion, SuggestionStatus.accepted, read.instruction_id
-            )
+        """The one accept, staged in the caller's transaction (the API's accept, or the
+        job that auto-accepts): a new instruction, or the next version written on top
+        of the one that was read (conditional: Conflict if it moved meanwhile)."""
+        new = acceptance.instruction
+        decided = self._decide(
+            session, scope, suggestion, SuggestionStatus.accepted, new.instruction_id
+        )
+        read = acceptance.replaces
+        if read is None:
+            session.add(new)
+            record_user_change(session, scope, "instruction", new.instruction_id, "created", 1)
+        else:
             stage_next_version(
                 session,
                 scope,
@@ -308,5 +340,4 @@ class CaptureRepository:
                 item_id=read.instruction_id,
                 now=new.valid_from,
             )
-            commit_or_conflict(session, "instruction")
-            return decided
+        return decided

@@ -230,23 +230,3 @@ def test_submitting_is_idempotent_and_bounded(api: tuple[Api, H]) -> None:
     assert empty.status_code == 422
     bad_status = app.client.get("/v1/users/alice/suggestions?status=maybe", headers=h)
     assert bad_status.status_code == 422
-
-
-def test_auto_accept_applies_confident_suggestions_at_once(start_app: Any) -> None:
-    # With the tests' hashing embedder the detector's classifier does not apply: every
-    # statement it finds has the patterns' confidence, 0.6.
-    app = start_app(capture_auto_accept=0.6)
-    h = app.tenant()
-    app.user(h, "alice")
-    captured(app, h, ("user", "I'm allergic to shellfish. I like jazz."))
-    # The job is done once its suggestions are written; the worker accepts the confident
-    # ones right after, in their own transactions (a few ms later).
-    deadline = time.monotonic() + 20
-    while len(accepted := suggestions(app, h, "accepted")) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert sorted("shellfish" in a["text"] for a in accepted) == [False, True]
-    assert all(a["confidence"] >= 0.6 for a in accepted) and suggestions(app, h) == []
-    listed = app.client.get("/v1/users/alice/instructions", headers=h).json()["items"]
-    assert sorted((i["source"], i["capture_quote"]) for i in listed) == sorted(
-        ("conversation", a["quote"]) for a in accepted
-    )

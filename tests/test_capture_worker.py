@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from personalization.capture import KnownItem
 from personalization.capture_worker import CaptureWorker
 from personalization.embedder import Embedder
 from personalization.job_worker import JobTerms
-from personalization.statement_detector import DetectedStatement, detect_statements
+from personalization.statement_detector import DetectedStatement
 from store.captures import CaptureRepository
 from store.clock import utcnow
 from store.db import create_db_engine, migrate
@@ -101,8 +102,6 @@ def test_only_one_worker_holds_a_job_and_a_lost_lease_writes_nothing(
         new=[],
         reinforce_instructions=[],
         reinforce_suggestions=[],
-        model="m",
-        dim=2,
     )
     assert lost is None
     assert rows(engine, Suggestion) == []
@@ -116,14 +115,27 @@ def test_two_workers_capturing_one_statement_at_once_leave_one_suggestion(
     engine, scope = store
     both_read = threading.Barrier(2, timeout=120)  # generous: CI machines are loaded
 
-    def slow_detector(messages: Sequence[str], embedder: Embedder) -> list[DetectedStatement]:
-        found = detect_statements(messages, embedder)
-        if not both_read.broken:
-            with contextlib.suppress(threading.BrokenBarrierError):
-                both_read.wait()  # both have planned before either writes
-        return found
+    class SlowWriter(CaptureWorker):
+        """Reads what the user's profile holds, then waits for the other worker to
+        have read it too: both plan on the same profile before either writes."""
 
-    a, b = worker(engine, detect=slow_detector), worker(engine, detect=slow_detector)
+        def _known(self, scope: UserScope) -> list[KnownItem]:
+            known = super()._known(scope)
+            if not both_read.broken:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    both_read.wait()
+            return known
+
+    def slow_worker() -> CaptureWorker:
+        return SlowWriter(
+            CaptureRepository(engine),
+            InstructionRepository(engine),
+            HashingEmbedder(),
+            Always(),
+            terms=JobTerms(backoff_s=0.001),
+        )
+
+    a, b = slow_worker(), slow_worker()
     submit(engine, scope, "I prefer short answers.")
     submit(engine, scope, "i PREFER short answers!")
 

@@ -77,7 +77,8 @@ def submit_conversation(
     summary="One submitted conversation and what was captured from it",
     description=(
         "`status` is `pending`, `running`, `done` or `failed` (after the retries, with "
-        "`error`); once done, `suggestions` names the suggestions it created or reinforced. "
+        "`error`); once done, `suggestions` names the suggestions it created or reinforced, "
+        "and those it auto-accepted (`TAILOR_CAPTURE_AUTO_ACCEPT`) are already instructions. "
         "The messages themselves are dropped once read."
     ),
 )
