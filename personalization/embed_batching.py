@@ -116,11 +116,7 @@ class BatchingEmbedder:
     def _release(self) -> None:
         with self._wakeup:
             self._busy = False
-            # Only the worker waits on this, and only for a queued call: after a lone
-            # caller's inline pass nothing is queued, and waking the worker anyway
-            # cost every such turn a thread switch (a GIL hand-off on a busy machine).
-            if self._queue:
-                self._wakeup.notify_all()
+            self._wakeup.notify_all()
 
     def _run(self) -> None:
         while (batch := self._collect()) is not None:
