@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -179,7 +179,14 @@ def start_server(
     return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def fill(client: httpx.Client, users: int, instructions: int, workers: int) -> float:
+class Poster(Protocol):
+    """What `fill` needs of a client: an httpx client, or an app's TestClient (which
+    is built on another HTTP library)."""
+
+    def post(self, url: str, *, json: Any = None) -> Any: ...
+
+
+def fill(client: Poster, users: int, instructions: int, workers: int) -> float:
     for u in range(users):
         client.post("/v1/users", json={"id": f"user-{u}"}).raise_for_status()
 

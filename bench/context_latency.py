@@ -36,7 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def ready_with_key(client: Any, admin_token: str) -> str:
     return key
 
 
-def timed(fns: dict[str, Callable[[int], object]], n: int) -> dict[str, list[float]]:
+def timed(fns: Mapping[str, Callable[[int], object]], n: int) -> dict[str, list[float]]:
     """Each query through every path in turn (not one path's n, then the next's): a
     shared machine's load, which changes by the minute, falls on all paths alike."""
     out: dict[str, list[float]] = {name: [] for name in fns}
