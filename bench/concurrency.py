@@ -32,7 +32,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -179,7 +179,14 @@ def start_server(
     return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def fill(client: httpx.Client, users: int, instructions: int, workers: int) -> float:
+class Poster(Protocol):
+    """What `fill` needs of a client: an httpx client, or an app's TestClient (which
+    is built on another HTTP library)."""
+
+    def post(self, url: str, *, json: Any = None) -> Any: ...
+
+
+def fill(client: Poster, users: int, instructions: int, workers: int) -> float:
     for u in range(users):
         client.post("/v1/users", json={"id": f"user-{u}"}).raise_for_status()
 
@@ -226,39 +233,56 @@ class Server:
     rows: list[tuple[float, ...]] = field(default_factory=list)
 
 
-def launch(
-    name: str, root: Path, extra: dict[str, str], args: argparse.Namespace, workers: int = 1
-) -> Server:
-    """Starts a server on a fresh data folder, waits for /readyz, fills it over HTTP."""
+def serve_filled(
+    root: Path,
+    extra: dict[str, str],
+    users: int,
+    instructions: int,
+    fill_workers: int,
+    workers: int = 1,
+) -> tuple[subprocess.Popen[bytes], httpx.Client, Path, float]:
+    """A server of `root`'s code in its own process on a fresh data folder, ready and
+    filled over HTTP with `users` x `instructions`. Returns the process, a client that
+    carries the tenant's key, the data folder and the fill's writes/s."""
     data = Path(tempfile.mkdtemp(prefix="tailor-bench-conc-"))
     port = free_port()
     process = start_server(root, data, port, extra, workers)
-    base = f"http://127.0.0.1:{port}"
-    server = Server(name, process, base, data / "context.lua")
-    client = httpx.Client(base_url=base, timeout=120)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
     deadline = time.monotonic() + 300
-    while True:
-        if process.poll() is not None:
-            sys.exit(f"server exited; see {data / 'server.log'}")
-        try:
-            if client.get("/readyz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            sys.exit("server not ready after 300 s")
-        time.sleep(0.2)
-    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    created = client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
-    key = created.json()["api_key"]["key"]
-    client.headers["Authorization"] = f"Bearer {key}"
-    print(f"{name}: filling {args.users} users x {args.instructions} instructions", flush=True)
     try:
-        server.fill_rate = fill(client, args.users, args.instructions, args.fill_workers)
-    except BaseException:  # not yet in the caller's list of servers to stop
+        while True:
+            if process.poll() is not None:
+                sys.exit(f"server exited; see {data / 'server.log'}")
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                sys.exit("server not ready after 300 s")
+            time.sleep(0.2)
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        created = client.post("/v1/tenants", json={"name": "bench"}, headers=admin)
+        client.headers["Authorization"] = f"Bearer {created.json()['api_key']['key']}"
+        print(f"{root}: filling {users} users x {instructions} instructions", flush=True)
+        fill_rate = fill(client, users, instructions, fill_workers)
+    except BaseException:  # not yet in the caller's hands to stop
         process.terminate()
         process.wait(30)
         raise
+    return process, client, data, fill_rate
+
+
+def launch(
+    name: str, root: Path, extra: dict[str, str], args: argparse.Namespace, workers: int = 1
+) -> Server:
+    """Starts a filled server (`serve_filled`) and writes its wrk script."""
+    process, client, data, fill_rate = serve_filled(
+        root, extra, args.users, args.instructions, args.fill_workers, workers
+    )
+    server = Server(name, process, str(client.base_url).rstrip("/"), data / "context.lua")
+    server.fill_rate = fill_rate
+    key = client.headers["Authorization"].removeprefix("Bearer ")
     lua_queries = "{" + ", ".join(json.dumps(q) for q in QUERIES) + "}"
     server.script.write_text(LUA % {"users": args.users, "key": key, "queries": lua_queries})
     return server

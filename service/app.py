@@ -95,13 +95,17 @@ def create_app(
     app.include_router(health.router)
     if settings.metrics_enabled:
         app.include_router(metrics.router)
+    # /context, the hot path, first of the API: routing tries the included routers in
+    # order, and coming eighth cost each turn 0.3 ms of event-loop CPU. Its path is
+    # shaped like no other route's, so what matches where does not change (the docs
+    # list its tag first).
     for router in (
+        context.router,
         tenants.router,
         users.router,
         instructions.router,
         examples.router,
         edits.router,
-        context.router,
         chat.router,
         privacy.router,
         sessions.router,

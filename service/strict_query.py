@@ -1,5 +1,9 @@
 """Unknown query parameters are rejected, as unknown body fields are: a typo such as
-`?limt=5` silently ignored returns the default page and hides the client's bug."""
+`?limt=5` silently ignored returns the default page and hides the client's bug.
+
+The check runs on every request of every route, so it is `async def`: it only reads
+memory, and FastAPI runs a plain `def` dependency in the threadpool, a thread hand-off
+and a return to the event loop per request (service/deps.py says why that costs)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ def _query_names(dependant: Dependant) -> set[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
+async def reject_unknown_query(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return

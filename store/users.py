@@ -19,6 +19,21 @@ from store.scope import TenantScope, UserScope
 
 _NOT_FOUND = "no such user"
 
+# A user by (tenant, external id) with their latest change sequence; `_RESOLVE_BOUND`
+# also applies a user-bound key's binding. Built once: see `resolve_with_stamp`.
+_RESOLVE = sa.select(
+    col(AppUser.id),
+    col(AppUser.tenant_id),
+    col(AppUser.external_id),
+    sa.select(sa.func.max(ChangeLog.seq))
+    .where(col(ChangeLog.user_id) == col(AppUser.id))
+    .scalar_subquery(),
+).where(
+    col(AppUser.tenant_id) == sa.bindparam("tenant_id"),
+    col(AppUser.external_id) == sa.bindparam("external_id"),
+)
+_RESOLVE_BOUND = _RESOLVE.where(col(AppUser.id) == sa.bindparam("bound_user_id"))
+
 
 class UserRepository:
     def __init__(self, engine: Engine) -> None:
@@ -73,19 +88,17 @@ class UserRepository:
     def resolve_with_stamp(self, scope: TenantScope, external_id: str) -> tuple[UserScope, int]:
         """`resolve` and the user's latest change sequence (0 for none) in one query, for
         a turn: the stamp tells the vector cache whether to reload the user, so a turn
-        needs no second round trip for it (see IndexManager.ensure_fresh)."""
-        latest = (
-            select(sa.func.max(ChangeLog.seq))
-            .where(col(ChangeLog.user_id) == col(AppUser.id))
-            .scalar_subquery()
-        )
-        query = select(AppUser.id, AppUser.tenant_id, AppUser.external_id, latest).where(
-            AppUser.tenant_id == scope.tenant_id, AppUser.external_id == external_id
-        )
-        if scope.bound_user_id is not None:
-            query = query.where(AppUser.id == scope.bound_user_id)
-        with Session(self._engine) as session:
-            row = session.exec(query).first()
+        needs no second round trip for it (see IndexManager.ensure_fresh).
+
+        Every turn runs it, so the statement is built once (bound parameters) and runs
+        on a Core connection: building the ORM select and its session per call cost
+        more than the indexed read itself."""
+        bound = scope.bound_user_id is not None
+        params = {"tenant_id": scope.tenant_id, "external_id": external_id}
+        if bound:
+            params["bound_user_id"] = scope.bound_user_id
+        with self._engine.connect() as connection:
+            row = connection.execute(_RESOLVE_BOUND if bound else _RESOLVE, params).first()
         if row is None:
             raise NotFound(_NOT_FOUND, code="user_not_found")
         user_id, tenant_id, external, seq = row
