@@ -1,7 +1,8 @@
 """Fits the statement detector's classifier on the capture set's seen splits and writes
 personalization/statement_classifier.json (weights, bias, thresholds):
 
-    python -m evals.capture_train            # TRAIN_SPLITS; the reporting split is never read
+    python -m evals.capture_train                  # fit on TRAIN_SPLITS
+    python -m evals.capture_train --leave-one-out  # the honest estimate; writes nothing
 
 Positives: in each explicit conversation, the user sentence closest to the gold
 preference (any sentence, not only a pattern's: stage 3 of the detector scores
@@ -19,15 +20,21 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from evals.capture_data import CAPTURE_DATA, load_split
+from evals.capture_eval import score, summarize
 from personalization.embedder import Embedder, SentenceTransformerEmbedder
 from personalization.statement_detector import (
     CLASSIFIER_PATH,
     candidate,
+    classifier_from,
+    detect_statements,
     split_sentences,
     strip_lead,
 )
@@ -41,13 +48,13 @@ C = 1.0
 
 
 def training_set(
-    embedder: Embedder, root: Path = CAPTURE_DATA
+    embedder: Embedder, splits: Sequence[str] = TRAIN_SPLITS, root: Path = CAPTURE_DATA
 ) -> tuple[list[str], list[int], list[bool]]:
     """(sentence, positive or not, whether a pattern takes it) for every user sentence."""
     texts: list[str] = []
     labels: list[int] = []
     patterned: list[bool] = []
-    for case in (c for split in TRAIN_SPLITS for c in load_split(root, split)):
+    for case in (c for split in splits for c in load_split(root, split)):
         if case.kind in ("choice", "persona"):
             continue  # implicit: not the detector's job, and not a clean negative either
         said = [
@@ -69,11 +76,11 @@ def training_set(
     return texts, labels, patterned
 
 
-def fit(embedder: Embedder) -> dict[str, object]:
+def fit(embedder: Embedder, splits: Sequence[str] = TRAIN_SPLITS) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
     from sklearn.model_selection import cross_val_predict  # type: ignore[import-untyped]
 
-    texts, labels, patterned = training_set(embedder)
+    texts, labels, patterned = training_set(embedder, splits)
     vectors = embedder.embed(texts)
     y = np.asarray(labels)
     model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
@@ -85,7 +92,7 @@ def fit(embedder: Embedder) -> dict[str, object]:
     model.fit(vectors, y)
     return {
         "about": "logistic regression over all-MiniLM-L6-v2 vectors; evals/capture_train.py",
-        "trained_on": [f"evals/data/capture/{split}" for split in TRAIN_SPLITS],
+        "trained_on": [f"evals/data/capture/{split}" for split in splits],
         "embedder": embedder.model_id,
         "positives": int(y.sum()),
         "negatives": int(len(y) - y.sum()),
@@ -96,8 +103,43 @@ def fit(embedder: Embedder) -> dict[str, object]:
     }
 
 
-def main() -> int:
-    found = fit(SentenceTransformerEmbedder())
+def leave_one_out(embedder: Embedder, splits: Sequence[str] = TRAIN_SPLITS) -> list[str]:
+    """Each split scored by a detector fitted on the others (each split is one author's),
+    with stage 3 at FALLBACK_THRESHOLD and without it: table rows."""
+    rows = []
+    for left in splits:
+        fitted = classifier_from(fit(embedder, [s for s in splits if s != left]))
+        cases = load_split(CAPTURE_DATA, left)
+        cells = []
+        for fallback in (FALLBACK_THRESHOLD, None):
+            model = replace(fitted, fallback_threshold=fallback)
+            captured = [
+                [d.text for d in detect_statements(c.user_messages, embedder, classifier=model)]
+                for c in cases
+            ]
+            found = summarize(score(cases, captured, embedder))
+            cells.append(
+                f"{found['explicit_recall']['value']:.2f} / "
+                f"{found['false_per_100_filler_turns']} / {found['negatives_clean']['value']:.2f}"
+            )
+        rows.append(f"| {left} | {fitted.threshold:.3f} | {cells[0]} | {cells[1]} |")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    embedder = SentenceTransformerEmbedder()
+    if args == ["--leave-one-out"]:
+        print(
+            "| left out | pattern threshold | recall / false per 100 filler turns / negatives"
+            f" clean, stage 3 at {FALLBACK_THRESHOLD} | same, no stage 3 |\n|---|---|---|---|"
+        )
+        print("\n".join(leave_one_out(embedder)))
+        return 0
+    if args:
+        print("usage: python -m evals.capture_train [--leave-one-out]", file=sys.stderr)
+        return 2
+    found = fit(embedder)
     CLASSIFIER_PATH.write_text(json.dumps(found) + "\n", encoding="utf-8")
     print(
         f"wrote {CLASSIFIER_PATH}: {found['positives']} positives, "

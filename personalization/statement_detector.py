@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -335,7 +336,11 @@ class Classifier:
 
 
 def load_classifier(path: Path = CLASSIFIER_PATH) -> Classifier:
-    found = json.loads(path.read_text(encoding="utf-8"))
+    return classifier_from(json.loads(path.read_text(encoding="utf-8")))
+
+
+def classifier_from(found: dict[str, Any]) -> Classifier:
+    """The classifier a fit wrote (statement_classifier.json's fields)."""
     return Classifier(
         weights=np.asarray(found["weights"], dtype=np.float32),
         bias=float(found["bias"]),

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     capture_queue_limit: int = Field(
         1000, ge=1, description="conversations waiting for capture per tenant before 429"
     )
-    token_budget: int = Field(600, ge=16, le=8000, description="approx tokens of profile per turn")
+    token_budget: int = Field(400, ge=16, le=8000, description="approx tokens of profile per turn")
     rate_limit_per_minute: int = Field(
         600, ge=0, description="requests per API key per minute (bursts too); 0 = off"
     )
