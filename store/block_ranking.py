@@ -69,6 +69,7 @@ class BlockRanking:
         query: Vector,
         ranks: npt.NDArray[np.float64],
         costs: npt.NDArray[np.int32],
+        block: object = None,
     ) -> None:
         self.row_ids = row_ids
         self._first = first
@@ -77,6 +78,10 @@ class BlockRanking:
         self._query = query
         self.ranks = ranks
         self.costs = costs
+        # What identifies the block as ranked (its row fields' holder, which a
+        # compaction or a reload replaces): row indexes mean this ranking's rows only
+        # while the cache's block is still the same one (VectorCache.row_fields).
+        self.block = block
 
     def __len__(self) -> int:
         return len(self.ranks)

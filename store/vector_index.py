@@ -171,6 +171,11 @@ class _UserIndex:
         # Per row, what it costs to render (-1: not known yet); filled by the turns that
         # fetch rows (block_ranking), shorter than the rows until then.
         self.cost = np.empty(0, dtype=np.int32)
+        # Per row index, the row's fields as its SQL source reads them (candidates.py),
+        # so a turn need not fetch its top rows again. Held only for a live row, and
+        # dropped with it: every change to a row's fields (a new version, a delete, a
+        # re-derivation in place) reaches the cache as that row's removal (item_refresh).
+        self.fields: dict[int, object] = {}
         self.generation = next(_GENERATIONS)
 
     def costs(self, *, known: bool = True) -> npt.NDArray[np.int32]:
@@ -260,6 +265,7 @@ class _UserIndex:
         if index is None:
             return
         self.alive[index] = False
+        self.fields.pop(index, None)
         self.generation = next(_GENERATIONS)
         start, end = self._span(index)
         self.live_vectors -= end - start
@@ -270,6 +276,7 @@ class _UserIndex:
         kept = [(r, int(self.meta[i]), self.pairs(i)) for r, i in self.by_row.items()]
         fresh = _UserIndex(self.dim)
         fresh.add_many(kept)
+        fresh.fields = {fresh.by_row[self.row_ids[i]]: f for i, f in self.fields.items()}
         self.__dict__.update(fresh.__dict__)
 
     def pairs(self, index: int) -> list[tuple[int, Vector]]:
@@ -610,7 +617,50 @@ class VectorCache:
                 query,
                 ranker(index.scores(query)),
                 index.costs(known=cost_key is not None and cost_key == self._cost_key),
+                index.fields,
             )
+
+    def _ranked_block(
+        self, user_id: uuid.UUID, collection: str, ranking: BlockRanking
+    ) -> _UserIndex | None:
+        """The block `ranking` was taken from, if the cache still holds it as it was
+        laid out then (no compaction or reload since: its row indexes still apply)."""
+        index = self._indexes.get((user_id, collection))
+        return index if index is not None and index.fields is ranking.block else None
+
+    def row_fields(
+        self, user_id: uuid.UUID, collection: str, ranking: BlockRanking, rows: Iterable[int]
+    ) -> dict[int, object]:
+        """The fields held for these rows of `ranking` (by row index): rows still live
+        in the block, whose fields were read from SQL while they were (keep_row_fields).
+        A row missing here is read from SQL."""
+        with self._lock:
+            index = self._ranked_block(user_id, collection, ranking)
+            if index is None:
+                return {}
+            held = index.fields
+            return {i: held[i] for i in rows if i in held}
+
+    def keep_row_fields(
+        self,
+        user_id: uuid.UUID,
+        collection: str,
+        ranking: BlockRanking,
+        fields: Mapping[int, object],
+    ) -> None:
+        """Hold rows' fields, read from SQL after `ranking` was taken, with the rows.
+        A row removed since (a new version, a delete, a re-derivation: each replaces
+        the row) is not held: its index is dead, and the row, if back, has another one.
+        A row live throughout was not changed in SQL before the read without the
+        cache hearing of it later (its removal drops what is kept here), so what is
+        kept is never older than the row it is kept with."""
+        with self._lock:
+            index = self._ranked_block(user_id, collection, ranking)
+            if index is None:
+                return
+            for at, value in fields.items():
+                if index.alive[at]:
+                    index.fields[at] = value
 
     def rank_rows(
         self, user_id: uuid.UUID, collection: str, query: Vector, ranker: Ranker, limit: int
