@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 
 from service.settings import Settings
+from store.block_ranking import set_scan_threads
 
 log = logging.getLogger("tailor")
 
@@ -29,6 +30,7 @@ class ThreadCounts:
     torch: int
     omp: int
     faiss: int
+    scan: int = 1
 
 
 def available_cores() -> int:
@@ -45,6 +47,7 @@ def thread_counts(settings: Settings) -> ThreadCounts:
         torch=torch_threads,
         omp=settings.omp_threads or torch_threads,
         faiss=settings.faiss_threads,
+        scan=settings.scan_threads,
     )
 
 
@@ -70,10 +73,12 @@ def apply_thread_settings(settings: Settings, *, load_torch: bool = False) -> Th
     import faiss
 
     faiss.omp_set_num_threads(counts.faiss)
+    set_scan_threads(counts.scan)
     log.info(
-        "threads: torch %d, OMP_NUM_THREADS %s, FAISS %d",
+        "threads: torch %d, OMP_NUM_THREADS %s, FAISS %d, scan %d",
         counts.torch,
         os.environ["OMP_NUM_THREADS"],
         counts.faiss,
+        counts.scan,
     )
     return counts

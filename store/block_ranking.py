@@ -13,8 +13,10 @@ rows are immutable, so a cost learned once stays right for as long as the row li
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +26,61 @@ import numpy.typing as npt
 Vector = npt.NDArray[np.float32]
 
 
+MIN_SPLIT_VECTORS = 1 << 15  # below this a block is scanned on one thread (~1 ms)
+
+
+class _ScanThreads:
+    """How many threads scan one large block (`TAILOR_SCAN_THREADS`, set at start by
+    service/threads.py), and the pool they come from. The scan is bound by memory
+    bandwidth, so a split helps one turn's latency on an idle machine and not
+    throughput under load (service/threads.py says what was measured)."""
+
+    def __init__(self) -> None:
+        self.parts = 1
+        self.pool: ThreadPoolExecutor | None = None
+
+    def set(self, parts: int) -> None:
+        if parts == self.parts:
+            return
+        old, self.pool = self.pool, None
+        self.parts = parts
+        if parts > 1:
+            self.pool = ThreadPoolExecutor(parts - 1, thread_name_prefix="tailor-scan")
+        if old is not None:
+            old.shutdown(wait=False)
+
+
+SCAN = _ScanThreads()
+
+
+def set_scan_threads(parts: int) -> None:
+    SCAN.set(max(1, parts))
+
+
+def _einsum_into(vectors: Vector, query: Vector, out: Vector) -> None:
+    np.einsum("ij,j->i", vectors, query, out=out)
+
+
 def inner_products(vectors: Vector, query: Vector) -> Vector:
     """Every vector's inner product with the query (= cosine on unit vectors), exact.
     einsum computes each row the same way wherever it sits; a BLAS matrix-vector
     product does not (it handles rows in groups, so a row's last bit depends on its
-    position), and replicas whose blocks are laid out differently must rank alike."""
-    scores: Vector = np.einsum("ij,j->i", vectors, query)
-    return scores
+    position), and replicas whose blocks are laid out differently must rank alike. The
+    same holds for a split over threads: each part is rows of the same block, each row
+    computed alone, so a row's value does not depend on where the split falls."""
+    pool, parts = SCAN.pool, SCAN.parts
+    if pool is None or len(vectors) < MIN_SPLIT_VECTORS:
+        scores: Vector = np.einsum("ij,j->i", vectors, query)
+        return scores
+    out = np.empty(len(vectors), dtype=np.result_type(vectors, query))
+    cuts = [len(vectors) * i // parts for i in range(parts + 1)]
+    spans = list(itertools.pairwise(cuts))
+    done = [pool.submit(_einsum_into, vectors[a:b], query, out[a:b]) for a, b in spans[1:]]
+    a, b = spans[0]
+    _einsum_into(vectors[a:b], query, out[a:b])  # the calling thread scans one part
+    for future in done:
+        future.result()
+    return out
 
 
 def best_first(
