@@ -147,9 +147,27 @@ class BlockView:
 _GENERATIONS = itertools.count(1)
 
 
+def row_levels(
+    first: npt.NDArray[np.int64], size: int
+) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """Per level k >= 1, the rows with more than k vectors and where their k-th one is:
+    a row's best key is its first vector's score raised level by level. Most rows have
+    one to three keys, so this is a few gathers over the rows, where `reduceat` makes
+    one call per row (about 4 times slower at 100k rows). Maximum is exact in any order."""
+    counts = np.diff(np.append(first, size))
+    levels = []
+    rows = np.flatnonzero(counts > 1)
+    k = 1
+    while len(rows):
+        levels.append((rows, (first[rows] + k).astype(np.intp)))
+        k += 1
+        rows = rows[counts[rows] > k]
+    return levels
+
+
 class _UserIndex:
     """One user's vectors of one collection in one contiguous float32 block; a row's
-    vectors are consecutive, so a row's best key is one `maximum.reduceat`. A removed
+    vectors are consecutive, so a row's best key is a few gathers (`row_levels`). A removed
     row is marked dead and the block compacts once most of it is dead. Exact inner
     product by one matrix-vector product: at 100k vectors that is a few milliseconds,
     and the ranking that follows stays in numpy (no Python object per vector)."""
@@ -168,6 +186,7 @@ class _UserIndex:
         # Rows share few meta values (flags and a domain or two): a turn ranks those
         # values once each and gathers, instead of unpacking bits per row.
         self._groups: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None = None
+        self._levels: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] | None = None
         # Per row, what it costs to render (-1: not known yet); filled by the turns that
         # fetch rows (block_ranking), shorter than the rows until then.
         self.cost = np.empty(0, dtype=np.int32)
@@ -253,7 +272,7 @@ class _UserIndex:
                 at += 1
         self.size = at
         self.live_vectors += total
-        self._groups = None
+        self._groups = self._levels = None
         self.generation = next(_GENERATIONS)
 
     def _span(self, index: int) -> tuple[int, int]:
@@ -292,7 +311,12 @@ class _UserIndex:
         if self.size == 0:
             return RowScores(np.empty(0, np.float32), metas, meta_of)
         per_vector = inner_products(self.vectors[: self.size], query)
-        best = np.maximum.reduceat(per_vector, self.first[:rows])
+        first = self.first[:rows]
+        best = per_vector[first]
+        if self._levels is None:
+            self._levels = row_levels(first, self.size)
+        for row, at in self._levels:
+            best[row] = np.maximum(best[row], per_vector[at])
         best[~self.alive[:rows]] = -np.inf
         return RowScores(best, metas, meta_of)
 
