@@ -160,11 +160,16 @@ def ranker(turn: TurnDomains | None, order: Sequence[str], floor: float) -> Rank
             constraint = np.where(matched, raw, -np.inf).max(axis=1, initial=-np.inf)
             bonus += np.where(matched.any(axis=1), CONSTRAINT_WEIGHT, 0.0)
         bonus[(metas & META_ALWAYS_ON) != 0] = -np.inf
-        best = rows.best.astype(np.float64)
+        best = rows.best.astype(np.float64)  # compared in float64, as selection does
         ranks = best + bonus[rows.meta_of]
-        evidence = np.maximum(best, constraint[rows.meta_of])
-        ranks[evidence < floor] = -np.inf
-        return np.asarray(ranks, dtype=np.float64)
+        # Evidence (the best key, or a matched constraint's domain score) below the
+        # floor: max(best, constraint) < floor, i.e. both are; per meta for the latter.
+        low = best < floor
+        reached = constraint >= floor
+        if reached.any():
+            low &= ~reached[rows.meta_of]
+        ranks[low] = -np.inf
+        return ranks
 
     return rank
 
@@ -192,13 +197,16 @@ def could_change(
     costs = ranking.costs
 
     def fits(budget: int) -> npt.NDArray[np.bool_]:
-        known = (costs >= 0) & (costs <= budget)
-        return known | ((costs < 0) & (budget >= MIN_ITEM_COST))
+        if budget >= MIN_ITEM_COST:  # unknown (-1) and known costs alike: one pass
+            return np.asarray(costs <= budget)
+        return (costs >= 0) & (costs <= budget)
 
     lowest = min((s.score for s in taken), default=np.inf)
-    near = ranking.ranks >= lowest - RANK_SLACK
-    later = fits(left) if len(taken) < policy.max_items else np.zeros(len(ranking), dtype=bool)
-    could = np.isfinite(ranking.ranks) & np.where(near, fits(before), later)
+    # Near rows are finite (`lowest` is); fits(left) is within fits(before) (left is
+    # less), so this is: finite and (near ? fits(before) : fits(left) under the cap).
+    could = (ranking.ranks >= lowest - RANK_SLACK) & fits(before)
+    if len(taken) < policy.max_items:
+        could |= np.isfinite(ranking.ranks) & fits(left)
     could[list(fetched)] = False
     return could
 

@@ -183,6 +183,7 @@ class _UserIndex:
         self.alive = np.empty(0, dtype=bool)
         self.by_row: dict[uuid.UUID, int] = {}
         self.live_vectors = 0
+        self.dead_rows = 0  # rows marked dead (none: a turn skips the mask)
         # Rows share few meta values (flags and a domain or two): a turn ranks those
         # values once each and gathers, instead of unpacking bits per row.
         self._groups: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None = None
@@ -284,6 +285,7 @@ class _UserIndex:
         if index is None:
             return
         self.alive[index] = False
+        self.dead_rows += 1
         self.fields.pop(index, None)
         self.generation = next(_GENERATIONS)
         start, end = self._span(index)
@@ -317,7 +319,8 @@ class _UserIndex:
             self._levels = row_levels(first, self.size)
         for row, at in self._levels:
             best[row] = np.maximum(best[row], per_vector[at])
-        best[~self.alive[:rows]] = -np.inf
+        if self.dead_rows:
+            best[~self.alive[:rows]] = -np.inf
         return RowScores(best, metas, meta_of)
 
     def roles_of(self, index: int, query: Vector) -> dict[int, float]:
