@@ -8,7 +8,10 @@ threads (at least 1), leaving a core to the Python that parses requests, reads S
 composes the answer while a forward pass runs (an OpenMP team as wide as the machine
 stalls at every barrier when one of its threads is preempted: on the shared 2-core
 machine, 2 torch threads gave 1 call/s where 1 thread gave 16); FAISS gets 1, since it
-searches one user's few vectors, where threads only add overhead."""
+searches one user's few vectors, where threads only add overhead. The scan of one large
+profile's block (store/block_ranking.py) gets 1 thread by default: it is bound by
+memory bandwidth, and a split over 2 threads measured 1.2-1.3x for one turn on a quiet
+machine but nothing on the loaded 2-core one, nor in scans/s with 4 turns at once."""
 
 from __future__ import annotations
 
