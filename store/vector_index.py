@@ -48,6 +48,11 @@ def row_digest(collection: str, row_id: uuid.UUID) -> int:
     return int.from_bytes(blob, "little")
 
 
+# Rows' fields held per block (`keep_row_fields`), at most: a turn asks for a few
+# dozen rows, so this holds many turns' worth while bounding a large profile's memory
+# (about 1 MB of short instructions) however many rows widened selections read.
+MAX_HELD_FIELDS = 2048
+
 DIGEST_MOD = 1 << 128  # a user's digest: the sum of its rows' digests, order-free
 
 
@@ -685,9 +690,13 @@ class VectorCache:
             index = self._ranked_block(user_id, collection, ranking)
             if index is None:
                 return
+            held = index.fields
             for at, value in fields.items():
-                if index.alive[at]:
-                    index.fields[at] = value
+                if not index.alive[at]:
+                    continue
+                if len(held) >= MAX_HELD_FIELDS:
+                    held.clear()  # starts over with the rows turns ask for now
+                held[at] = value
 
     def rank_rows(
         self, user_id: uuid.UUID, collection: str, query: Vector, ranker: Ranker, limit: int

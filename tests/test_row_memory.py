@@ -25,7 +25,13 @@ from store.derivation import Rederived, rederive
 from store.instructions import COLLECTION, ROLE_TEXT, ActiveInstruction, first_version
 from store.models import InstructionKind, InstructionSource
 from store.scope import UserScope
-from store.vector_index import BlockRanking, RowScores, VectorCache, pack_meta
+from store.vector_index import (
+    MAX_HELD_FIELDS,
+    BlockRanking,
+    RowScores,
+    VectorCache,
+    pack_meta,
+)
 from tests.conftest import Api
 from tests.test_topk_exact import (
     DIM,
@@ -114,6 +120,20 @@ def test_a_compaction_keeps_the_fields_of_live_rows_and_stale_rankings_see_none(
     held = cache.row_fields(user, COLLECTION, fresh, range(len(fresh)))
     assert len(held) == 500
     assert all(held[i] == str(fresh.row_ids[i]) for i in held)
+
+
+def test_a_block_holds_a_bounded_number_of_rows_fields() -> None:
+    cache, user, ids, query = block_of(MAX_HELD_FIELDS + 300)
+    ranking = ranked(cache, user, query)
+    for start in range(0, len(ids), 500):
+        cache.keep_row_fields(
+            user, COLLECTION, ranking, {at(ranking, r): str(r) for r in ids[start : start + 500]}
+        )
+        held = cache.row_fields(user, COLLECTION, ranking, range(len(ranking)))
+        assert 0 < len(held) <= MAX_HELD_FIELDS
+        assert all(held[i] == str(ranking.row_ids[i]) for i in held)
+    # What was kept last is held: the memory starts over, it does not freeze.
+    assert all(at(ranking, r) in held for r in ids[-300:])
 
 
 class CountingRepository(FakeRepository):
