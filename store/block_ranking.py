@@ -120,6 +120,7 @@ class BlockRanking:
         ranks: npt.NDArray[np.float64],
         costs: npt.NDArray[np.int32],
         block: object = None,
+        per_vector: Vector | None = None,
     ) -> None:
         self.row_ids = row_ids
         self._first = first
@@ -132,6 +133,7 @@ class BlockRanking:
         # compaction or a reload replaces): row indexes mean this ranking's rows only
         # while the cache's block is still the same one (VectorCache.row_fields).
         self.block = block
+        self._per_vector = per_vector  # every vector's score, when the scan kept them
 
     def __len__(self) -> int:
         return len(self.ranks)
@@ -156,7 +158,10 @@ class BlockRanking:
         """Each key role's best cosine for one row, scored exactly (as the block was)."""
         start = int(self._first[index])
         end = int(self._first[index + 1]) if index + 1 < len(self._first) else len(self._vectors)
-        scores = inner_products(self._vectors[start:end], self._query)
+        if self._per_vector is not None:
+            scores = self._per_vector[start:end]
+        else:
+            scores = inner_products(self._vectors[start:end], self._query)
         roles: dict[int, float] = {}
         for role, score in zip(self._roles[start:end].tolist(), scores.tolist(), strict=True):
             roles[role] = max(score, roles.get(role, -np.inf))

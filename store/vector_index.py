@@ -49,9 +49,10 @@ def row_digest(collection: str, row_id: uuid.UUID) -> int:
 
 
 # Rows' fields held per block (`keep_row_fields`), at most: a turn asks for a few
-# dozen rows, so this holds many turns' worth while bounding a large profile's memory
-# (about 1 MB of short instructions) however many rows widened selections read.
-MAX_HELD_FIELDS = 2048
+# dozen rows, or thousands when a tight budget widens its selection (measured at 10k
+# items: 2k-5k rows a turn for some queries, which a cap of 2048 made every turn read
+# again); this bounds a large profile's memory to about 8 MB of short instructions.
+MAX_HELD_FIELDS = 16384
 
 DIGEST_MOD = 1 << 128  # a user's digest: the sum of its rows' digests, order-free
 
@@ -117,6 +118,9 @@ class RowScores:
     best: npt.NDArray[np.float32]
     metas: npt.NDArray[np.int64]  # the distinct meta values of the block
     meta_of: npt.NDArray[np.intp]  # per row, its meta's index in `metas`
+    # Every vector's score (the block's order): a row's per-key cosines, read back
+    # rather than computed again (the same bits: see inner_products).
+    per_vector: npt.NDArray[np.float32] | None = None
 
 
 Ranker = Callable[[RowScores], npt.NDArray[np.float64]]
@@ -326,7 +330,7 @@ class _UserIndex:
             best[row] = np.maximum(best[row], per_vector[at])
         if self.dead_rows:
             best[~self.alive[:rows]] = -np.inf
-        return RowScores(best, metas, meta_of)
+        return RowScores(best, metas, meta_of, per_vector)
 
     def roles_of(self, index: int, query: Vector) -> dict[int, float]:
         start, end = self._span(index)
@@ -641,15 +645,17 @@ class VectorCache:
             if index is None or index.ntotal == 0:
                 return None
             rows = len(index.row_ids)
+            scores = index.scores(query)
             return BlockRanking(
                 index.row_ids,
                 index.first[:rows],
                 index.roles[: index.size],
                 index.vectors[: index.size],
                 query,
-                ranker(index.scores(query)),
+                ranker(scores),
                 index.costs(known=cost_key is not None and cost_key == self._cost_key),
                 index.fields,
+                scores.per_vector,
             )
 
     def _ranked_block(

@@ -125,15 +125,16 @@ def test_a_compaction_keeps_the_fields_of_live_rows_and_stale_rankings_see_none(
 def test_a_block_holds_a_bounded_number_of_rows_fields() -> None:
     cache, user, ids, query = block_of(MAX_HELD_FIELDS + 300)
     ranking = ranked(cache, user, query)
-    for start in range(0, len(ids), 500):
-        cache.keep_row_fields(
-            user, COLLECTION, ranking, {at(ranking, r): str(r) for r in ids[start : start + 500]}
-        )
+    index_of = {row_id: i for i, row_id in enumerate(ranking.row_ids)}
+    step = MAX_HELD_FIELDS // 4
+    for start in range(0, len(ids), step):
+        batch = {index_of[r]: str(r) for r in ids[start : start + step]}
+        cache.keep_row_fields(user, COLLECTION, ranking, batch)
         held = cache.row_fields(user, COLLECTION, ranking, range(len(ranking)))
         assert 0 < len(held) <= MAX_HELD_FIELDS
         assert all(held[i] == str(ranking.row_ids[i]) for i in held)
     # What was kept last is held: the memory starts over, it does not freeze.
-    assert all(at(ranking, r) in held for r in ids[-300:])
+    assert all(index_of[r] in held for r in ids[-300:])
 
 
 class CountingRepository(FakeRepository):

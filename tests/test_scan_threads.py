@@ -103,6 +103,32 @@ def test_a_rows_best_key_is_the_maximum_over_its_vectors() -> None:
     assert int(np.isfinite(ranking.ranks).sum()) == len(rows) - len(rows[::7])
 
 
+def test_a_rankings_per_key_cosines_are_a_slices_scan() -> None:
+    """The ranking reads a row's per-key cosines back from its scan of the block; they
+    are the bits a scan of the row's own vectors gives (search_rows computes those)."""
+    rng = np.random.default_rng(6)
+    cache, user = VectorCache(16), uuid.uuid4()
+    for _ in range(500):
+        keys = int(rng.integers(1, 5))
+        vectors = rng.normal(size=(keys, 16)).astype(np.float32)
+        cache.put(user, COLLECTION, uuid.uuid4(), [(i % 3, v) for i, v in enumerate(vectors)])
+    query = rng.normal(size=16).astype(np.float32)
+
+    def by_score(scores: RowScores) -> np.ndarray:
+        return scores.best.astype(np.float64)
+
+    ranking = cache.ranking(user, COLLECTION, query, by_score)
+    assert ranking is not None
+    top, _ = ranking.top(500)
+    found = cache.search_rows(user, COLLECTION, query, None).rows
+    for row in ranking.rows(top):
+        assert (
+            np.array(list(row.roles.values()), dtype=np.float32).tobytes()
+            == np.array(list(found[row.row_id].values()), dtype=np.float32).tobytes()
+        )
+        assert list(row.roles) == list(found[row.row_id])
+
+
 def test_the_setting_reaches_the_thread_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     assert thread_counts(Settings(data_dir=Path("unused"))).scan == 1
     monkeypatch.setenv("TAILOR_SCAN_THREADS", "2")
