@@ -9,7 +9,10 @@ The ranking holds views of the block as it was when ranked, not the block itself
 needs no lock afterwards: a block only appends past what these views cover, and a
 removal or compaction builds new arrays (vector_index._UserIndex), so a view is never
 written again. Each row's rendering cost is held with the block too (-1: not known yet):
-rows are immutable, so a cost learned once stays right for as long as the row lives."""
+rows are immutable, so a cost learned once stays right for as long as the row lives. So
+are the rows' fields once a turn has read them (VectorCache.keep_row_fields): a change
+in place (a re-derivation's kind and domains) reaches the cache as the row's
+replacement, which drops both. A row's per-key cosines are read back from the scan."""
 
 from __future__ import annotations
 
