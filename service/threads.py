@@ -9,9 +9,11 @@ composes the answer while a forward pass runs (an OpenMP team as wide as the mac
 stalls at every barrier when one of its threads is preempted: on the shared 2-core
 machine, 2 torch threads gave 1 call/s where 1 thread gave 16); FAISS gets 1, since it
 searches one user's few vectors, where threads only add overhead. The scan of one large
-profile's block (store/block_ranking.py) gets 1 thread by default: it is bound by
-memory bandwidth, and a split over 2 threads measured 1.2-1.3x for one turn on a quiet
-machine but nothing on the loaded 2-core one, nor in scans/s with 4 turns at once."""
+profile's block (store/block_ranking.py, 32k vectors or more) gets min(cores, 2)
+threads: it is bound by memory bandwidth, and on the shared 2-core machine a split over
+2 threads made one 240k-vector scan 1.5-1.9x faster at load 4 (nothing at load 7),
+while 4 concurrent scans did as many scans/s as with 1 thread (within 3%); a third
+thread was no faster than two."""
 
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def thread_counts(settings: Settings) -> ThreadCounts:
         torch=torch_threads,
         omp=settings.omp_threads or torch_threads,
         faiss=settings.faiss_threads,
-        scan=settings.scan_threads,
+        scan=settings.scan_threads or min(available_cores(), 2),
     )
 
 

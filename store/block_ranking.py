@@ -35,7 +35,7 @@ MIN_SPLIT_VECTORS = 1 << 15  # below this a block is scanned on one thread (~1 m
 class _ScanThreads:
     """How many threads scan one large block (`TAILOR_SCAN_THREADS`, set at start by
     service/threads.py), and the pool they come from. The scan is bound by memory
-    bandwidth, so a split helps one turn's latency on an idle machine and not
+    bandwidth: a split helps one turn's latency while a core is idle, and costs no
     throughput under load (service/threads.py says what was measured)."""
 
     def __init__(self) -> None:

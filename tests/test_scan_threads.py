@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.settings import Settings
-from service.threads import thread_counts
+from service.threads import available_cores, thread_counts
 from store.block_ranking import MIN_SPLIT_VECTORS, SCAN, inner_products, set_scan_threads
 from store.instructions import COLLECTION, ROLE_TEXT
 from store.vector_index import RowScores, VectorCache
@@ -130,7 +130,7 @@ def test_a_rankings_per_key_cosines_are_a_slices_scan() -> None:
 
 
 def test_the_setting_reaches_the_thread_counts(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert thread_counts(Settings(data_dir=Path("unused"))).scan == 1
+    assert thread_counts(Settings(data_dir=Path("unused"))).scan == min(available_cores(), 2)
     monkeypatch.setenv("TAILOR_SCAN_THREADS", "2")
     assert thread_counts(Settings(data_dir=Path("unused"))).scan == 2
     monkeypatch.setenv("TAILOR_SCAN_THREADS", "0")
