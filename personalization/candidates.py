@@ -5,7 +5,8 @@ read whole, as selection needs every item to decide. A larger one is ranked in n
 over the user's contiguous vector block (store/vector_index.py): every row's best
 cosine over its keys, its domain and constraint terms from the meta packed with it, the
 same rank and evidence as personalization/selection.py computes, then only the top
-rows become objects and are fetched from SQL by id. The always-on rows come from a
+rows become objects: held with the block once read (from SQL by id, the first time a
+turn needs them), so a steady turn reads no SQL at all. The always-on rows come from a
 per-user memo keyed by the user's change stamp, so they cost no query per turn.
 
 Exactness: the top rows are the full ranking's prefix. If the selection over them
@@ -159,11 +160,16 @@ def ranker(turn: TurnDomains | None, order: Sequence[str], floor: float) -> Rank
             constraint = np.where(matched, raw, -np.inf).max(axis=1, initial=-np.inf)
             bonus += np.where(matched.any(axis=1), CONSTRAINT_WEIGHT, 0.0)
         bonus[(metas & META_ALWAYS_ON) != 0] = -np.inf
-        best = rows.best.astype(np.float64)
+        best = rows.best.astype(np.float64)  # compared in float64, as selection does
         ranks = best + bonus[rows.meta_of]
-        evidence = np.maximum(best, constraint[rows.meta_of])
-        ranks[evidence < floor] = -np.inf
-        return np.asarray(ranks, dtype=np.float64)
+        # Evidence (the best key, or a matched constraint's domain score) below the
+        # floor: max(best, constraint) < floor, i.e. both are; per meta for the latter.
+        low = best < floor
+        reached = constraint >= floor
+        if reached.any():
+            low &= ~reached[rows.meta_of]
+        ranks[low] = -np.inf
+        return ranks
 
     return rank
 
@@ -191,13 +197,16 @@ def could_change(
     costs = ranking.costs
 
     def fits(budget: int) -> npt.NDArray[np.bool_]:
-        known = (costs >= 0) & (costs <= budget)
-        return known | ((costs < 0) & (budget >= MIN_ITEM_COST))
+        if budget >= MIN_ITEM_COST:  # unknown (-1) and known costs alike: one pass
+            return np.asarray(costs <= budget)
+        return (costs >= 0) & (costs <= budget)
 
     lowest = min((s.score for s in taken), default=np.inf)
-    near = ranking.ranks >= lowest - RANK_SLACK
-    later = fits(left) if len(taken) < policy.max_items else np.zeros(len(ranking), dtype=bool)
-    could = np.isfinite(ranking.ranks) & np.where(near, fits(before), later)
+    # Near rows are finite (`lowest` is); fits(left) is within fits(before) (left is
+    # less), so this is: finite and (near ? fits(before) : fits(left) under the cap).
+    could = (ranking.ranks >= lowest - RANK_SLACK) & fits(before)
+    if len(taken) < policy.max_items:
+        could |= np.isfinite(ranking.ranks) & fits(left)
     could[list(fetched)] = False
     return could
 
@@ -263,11 +272,9 @@ class InstructionCandidates:
         fetched: list[ActiveInstruction] = []
         while True:
             seen += asked
-            new = [r for r in ranking.rows(asked) if r.row_id not in always_ids]
-            keys.update((row.row_id, row.roles) for row in new)
-            rows = self._instructions.active(
-                scope, row_ids=[row.row_id for row in new], always_on=False
-            )
+            asked = [i for i in asked if ranking.row_ids[i] not in always_ids]
+            keys.update((row.row_id, row.roles) for row in ranking.rows(asked))
+            rows = self._rows(scope, ranking, asked)
             fetched += rows
             self._learn_costs(scope, ranking, asked, rows, cost, key)
             selection = select_applicable_instructions(
@@ -278,6 +285,27 @@ class InstructionCandidates:
                 return selection
             asked = ranking.top(limit, among=could)[0]
             limit *= GROWTH
+
+    def _rows(
+        self, scope: UserScope, ranking: BlockRanking, asked: Sequence[int]
+    ) -> list[ActiveInstruction]:
+        """The conditional rows at these indexes of the ranking: from the block's memory
+        of them, else from SQL by id (in scope), then remembered with the block. A row
+        in the block after the turn's freshness check is active, and the memory of a
+        row goes with the row (VectorCache.keep_row_fields), so a turn on a large
+        profile reads no SQL for rows an earlier turn read. A row SQL no longer has
+        (deleted since the check) is left out, as SQL leaves it out."""
+        cache, user = self._index.cache, scope.user_id
+        held = cache.row_fields(user, COLLECTION, ranking, asked)
+        rows = [r for r in held.values() if isinstance(r, ActiveInstruction) and not r.always_on]
+        missing = {ranking.row_ids[i]: i for i in asked if i not in held}
+        if missing:
+            read = self._instructions.active(scope, row_ids=list(missing), always_on=False)
+            cache.keep_row_fields(
+                user, COLLECTION, ranking, {missing[row.row_id]: row for row in read}
+            )
+            rows += read
+        return rows
 
     def _learn_costs(
         self,

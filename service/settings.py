@@ -135,6 +135,13 @@ class Settings(BaseSettings):
         description="OMP/MKL/OpenBLAS threads where not set in the environment; default torch's",
     )
     faiss_threads: int = Field(1, ge=1, le=256, description="FAISS OpenMP threads")
+    scan_threads: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="threads that scan one large profile's vectors in a turn; default "
+        "min(cores, 2)",
+    )
     max_body_bytes: int = Field(1_000_000, ge=1024, description="larger requests get 413")
     snapshot_interval_s: float = Field(30.0, gt=0, description="vector snapshot cadence")
     idempotency_ttl_s: float = Field(

@@ -8,7 +8,12 @@ threads (at least 1), leaving a core to the Python that parses requests, reads S
 composes the answer while a forward pass runs (an OpenMP team as wide as the machine
 stalls at every barrier when one of its threads is preempted: on the shared 2-core
 machine, 2 torch threads gave 1 call/s where 1 thread gave 16); FAISS gets 1, since it
-searches one user's few vectors, where threads only add overhead."""
+searches one user's few vectors, where threads only add overhead. The scan of one large
+profile's block (store/block_ranking.py, 32k vectors or more) gets min(cores, 2)
+threads: it is bound by memory bandwidth, and on the shared 2-core machine a split over
+2 threads made one 240k-vector scan 1.5-1.9x faster at load 4 (nothing at load 7),
+while 4 concurrent scans did as many scans/s as with 1 thread (within 3%); a third
+thread was no faster than two."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import sys
 from dataclasses import dataclass
 
 from service.settings import Settings
+from store.block_ranking import set_scan_threads
 
 log = logging.getLogger("tailor")
 
@@ -29,6 +35,7 @@ class ThreadCounts:
     torch: int
     omp: int
     faiss: int
+    scan: int = 1
 
 
 def available_cores() -> int:
@@ -45,6 +52,7 @@ def thread_counts(settings: Settings) -> ThreadCounts:
         torch=torch_threads,
         omp=settings.omp_threads or torch_threads,
         faiss=settings.faiss_threads,
+        scan=settings.scan_threads or min(available_cores(), 2),
     )
 
 
@@ -70,10 +78,12 @@ def apply_thread_settings(settings: Settings, *, load_torch: bool = False) -> Th
     import faiss
 
     faiss.omp_set_num_threads(counts.faiss)
+    set_scan_threads(counts.scan)
     log.info(
-        "threads: torch %d, OMP_NUM_THREADS %s, FAISS %d",
+        "threads: torch %d, OMP_NUM_THREADS %s, FAISS %d, scan %d",
         counts.torch,
         os.environ["OMP_NUM_THREADS"],
         counts.faiss,
+        counts.scan,
     )
     return counts

@@ -14,7 +14,13 @@ index an edit) falls back to the whole-user reload.
 This relies on every write that changes a mirrored row recording a change that names
 its item, in the same transaction (the repositories do). A bulk write that does not
 must record a change no source applies by item (an entity such as "profile"), so
-replicas reload the user whole."""
+replicas reload the user whole.
+
+A turn's memory of a large profile's rows (their fields, read from SQL once and kept
+with the block: VectorCache.keep_row_fields) follows SQL by the same path: a changed
+item's rows are dropped from the block and put back, even when only derived fields
+changed in place under the same row id (re-derivation), and a dropped row takes what
+was kept of it along."""
 
 from __future__ import annotations
 

@@ -48,6 +48,12 @@ def row_digest(collection: str, row_id: uuid.UUID) -> int:
     return int.from_bytes(blob, "little")
 
 
+# Rows' fields held per block (`keep_row_fields`), at most: a turn asks for a few
+# dozen rows, or thousands when a tight budget widens its selection (measured at 10k
+# items: 2k-5k rows a turn for some queries, which a cap of 2048 made every turn read
+# again); this bounds a large profile's memory to about 8 MB of short instructions.
+MAX_HELD_FIELDS = 16384
+
 DIGEST_MOD = 1 << 128  # a user's digest: the sum of its rows' digests, order-free
 
 
@@ -112,6 +118,9 @@ class RowScores:
     best: npt.NDArray[np.float32]
     metas: npt.NDArray[np.int64]  # the distinct meta values of the block
     meta_of: npt.NDArray[np.intp]  # per row, its meta's index in `metas`
+    # Every vector's score (the block's order): a row's per-key cosines, read back
+    # rather than computed again (the same bits: see inner_products).
+    per_vector: npt.NDArray[np.float32] | None = None
 
 
 Ranker = Callable[[RowScores], npt.NDArray[np.float64]]
@@ -147,9 +156,27 @@ class BlockView:
 _GENERATIONS = itertools.count(1)
 
 
+def row_levels(
+    first: npt.NDArray[np.int64], size: int
+) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]]:
+    """Per level k >= 1, the rows with more than k vectors and where their k-th one is:
+    a row's best key is its first vector's score raised level by level. Most rows have
+    one to three keys, so this is a few gathers over the rows, where `reduceat` makes
+    one call per row (about 4 times slower at 100k rows). Maximum is exact in any order."""
+    counts = np.diff(np.append(first, size))
+    levels = []
+    rows = np.flatnonzero(counts > 1)
+    k = 1
+    while len(rows):
+        levels.append((rows, (first[rows] + k).astype(np.intp)))
+        k += 1
+        rows = rows[counts[rows] > k]
+    return levels
+
+
 class _UserIndex:
     """One user's vectors of one collection in one contiguous float32 block; a row's
-    vectors are consecutive, so a row's best key is one `maximum.reduceat`. A removed
+    vectors are consecutive, so a row's best key is a few gathers (`row_levels`). A removed
     row is marked dead and the block compacts once most of it is dead. Exact inner
     product by one matrix-vector product: at 100k vectors that is a few milliseconds,
     and the ranking that follows stays in numpy (no Python object per vector)."""
@@ -165,12 +192,19 @@ class _UserIndex:
         self.alive = np.empty(0, dtype=bool)
         self.by_row: dict[uuid.UUID, int] = {}
         self.live_vectors = 0
+        self.dead_rows = 0  # rows marked dead (none: a turn skips the mask)
         # Rows share few meta values (flags and a domain or two): a turn ranks those
         # values once each and gathers, instead of unpacking bits per row.
         self._groups: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp]] | None = None
+        self._levels: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] | None = None
         # Per row, what it costs to render (-1: not known yet); filled by the turns that
         # fetch rows (block_ranking), shorter than the rows until then.
         self.cost = np.empty(0, dtype=np.int32)
+        # Per row index, the row's fields as its SQL source reads them (candidates.py),
+        # so a turn need not fetch its top rows again. Held only for a live row, and
+        # dropped with it: every change to a row's fields (a new version, a delete, a
+        # re-derivation in place) reaches the cache as that row's removal (item_refresh).
+        self.fields: dict[int, object] = {}
         self.generation = next(_GENERATIONS)
 
     def costs(self, *, known: bool = True) -> npt.NDArray[np.int32]:
@@ -248,7 +282,7 @@ class _UserIndex:
                 at += 1
         self.size = at
         self.live_vectors += total
-        self._groups = None
+        self._groups = self._levels = None
         self.generation = next(_GENERATIONS)
 
     def _span(self, index: int) -> tuple[int, int]:
@@ -260,6 +294,8 @@ class _UserIndex:
         if index is None:
             return
         self.alive[index] = False
+        self.dead_rows += 1
+        self.fields.pop(index, None)
         self.generation = next(_GENERATIONS)
         start, end = self._span(index)
         self.live_vectors -= end - start
@@ -270,6 +306,7 @@ class _UserIndex:
         kept = [(r, int(self.meta[i]), self.pairs(i)) for r, i in self.by_row.items()]
         fresh = _UserIndex(self.dim)
         fresh.add_many(kept)
+        fresh.fields = {fresh.by_row[self.row_ids[i]]: f for i, f in self.fields.items()}
         self.__dict__.update(fresh.__dict__)
 
     def pairs(self, index: int) -> list[tuple[int, Vector]]:
@@ -285,9 +322,15 @@ class _UserIndex:
         if self.size == 0:
             return RowScores(np.empty(0, np.float32), metas, meta_of)
         per_vector = inner_products(self.vectors[: self.size], query)
-        best = np.maximum.reduceat(per_vector, self.first[:rows])
-        best[~self.alive[:rows]] = -np.inf
-        return RowScores(best, metas, meta_of)
+        first = self.first[:rows]
+        best = per_vector[first]
+        if self._levels is None:
+            self._levels = row_levels(first, self.size)
+        for row, at in self._levels:
+            best[row] = np.maximum(best[row], per_vector[at])
+        if self.dead_rows:
+            best[~self.alive[:rows]] = -np.inf
+        return RowScores(best, metas, meta_of, per_vector)
 
     def roles_of(self, index: int, query: Vector) -> dict[int, float]:
         start, end = self._span(index)
@@ -602,15 +645,64 @@ class VectorCache:
             if index is None or index.ntotal == 0:
                 return None
             rows = len(index.row_ids)
+            scores = index.scores(query)
             return BlockRanking(
                 index.row_ids,
                 index.first[:rows],
                 index.roles[: index.size],
                 index.vectors[: index.size],
                 query,
-                ranker(index.scores(query)),
+                ranker(scores),
                 index.costs(known=cost_key is not None and cost_key == self._cost_key),
+                index.fields,
+                scores.per_vector,
             )
+
+    def _ranked_block(
+        self, user_id: uuid.UUID, collection: str, ranking: BlockRanking
+    ) -> _UserIndex | None:
+        """The block `ranking` was taken from, if the cache still holds it as it was
+        laid out then (no compaction or reload since: its row indexes still apply)."""
+        index = self._indexes.get((user_id, collection))
+        return index if index is not None and index.fields is ranking.block else None
+
+    def row_fields(
+        self, user_id: uuid.UUID, collection: str, ranking: BlockRanking, rows: Iterable[int]
+    ) -> dict[int, object]:
+        """The fields held for these rows of `ranking` (by row index): rows still live
+        in the block, whose fields were read from SQL while they were (keep_row_fields).
+        A row missing here is read from SQL."""
+        with self._lock:
+            index = self._ranked_block(user_id, collection, ranking)
+            if index is None:
+                return {}
+            held = index.fields
+            return {i: held[i] for i in rows if i in held}
+
+    def keep_row_fields(
+        self,
+        user_id: uuid.UUID,
+        collection: str,
+        ranking: BlockRanking,
+        fields: Mapping[int, object],
+    ) -> None:
+        """Hold rows' fields, read from SQL after `ranking` was taken, with the rows.
+        A row removed since (a new version, a delete, a re-derivation: each replaces
+        the row) is not held: its index is dead, and the row, if back, has another one.
+        A row live throughout was not changed in SQL before the read without the
+        cache hearing of it later (its removal drops what is kept here), so what is
+        kept is never older than the row it is kept with."""
+        with self._lock:
+            index = self._ranked_block(user_id, collection, ranking)
+            if index is None:
+                return
+            held = index.fields
+            for at, value in fields.items():
+                if not index.alive[at]:
+                    continue
+                if len(held) >= MAX_HELD_FIELDS:
+                    held.clear()  # starts over with the rows turns ask for now
+                held[at] = value
 
     def rank_rows(
         self, user_id: uuid.UUID, collection: str, query: Vector, ranker: Ranker, limit: int
