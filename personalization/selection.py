@@ -7,8 +7,11 @@ dishes should I try in Naples"). So selection fills a token budget in rank order
 - always-on instructions first;
 - a profile whose conditional items all fit the budget and the item cap goes in whole,
   as assistants with memory do;
-- past that, conditional items in rank order until the budget or the per-turn item cap
-  is reached; an item goes in only if its evidence reaches a low floor.
+- a profile within the item cap that does not fit the budget goes in by rank until the
+  budget is spent, with no floor: the floor must never starve a small profile (ten long
+  items a few tokens over the budget lost a third of the profile to it, issue 9);
+- past the cap, conditional items in rank order until the budget or the per-turn item
+  cap is reached; an item goes in only if its evidence reaches a low floor.
 
 An item's evidence is its best cosine to the turn over its keys (its text, its "applies
 when" condition, its typical requests); for a constraint (allergy, diet, health, ...)
@@ -36,7 +39,7 @@ class Reason(StrEnum):
     matched_condition = "matched_condition"
     matched_request = "matched_request"  # one of its typical requests
     matched_text = "matched_text"
-    whole_profile = "whole_profile"  # in because the whole profile fits, not by relevance
+    whole_profile = "whole_profile"  # in because the profile is small, not by relevance
 
 
 class OmitReason(StrEnum):
@@ -151,16 +154,12 @@ def select_applicable_instructions(
 
     ranked = _ranked(candidates, similarity)
     prices = {r.instruction.row_id: cost(r.instruction) for r in ranked}
-    whole = (
-        policy.whole_profile
-        and len(ranked) <= policy.max_items
-        and spent + sum(prices.values()) <= policy.token_budget
-    )
+    small = policy.whole_profile and len(ranked) <= policy.max_items
     taken = 0
     for item in ranked:
         reason = item.reason
         if item.evidence < policy.floor:
-            if not whole:
+            if not small:
                 continue
             reason = Reason.whole_profile
         if taken >= policy.max_items:

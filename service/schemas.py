@@ -488,7 +488,9 @@ class ContextRequest(Request):
         description="relevance floor once the profile does not fit whole (see settings)",
     )
     whole_profile: bool | None = Field(
-        None, description="let a profile that fits the budget and the cap go in whole"
+        None,
+        description="let a profile within the cap go in whole (by rank as far as the budget "
+        "holds), with no relevance floor",
     )
     token_budget: int | None = Field(None, ge=16, le=8000, description="approx tokens of profile")
     examples_k: int | None = Field(None, ge=0, le=10, description="nearest preference examples")

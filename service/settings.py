@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     )
     selection_whole_profile: bool = Field(
         True,
-        description="a profile whose conditional instructions all fit the token budget and "
-        "the per-turn cap goes in whole, whatever their relevance",
+        description="a profile whose conditional instructions are within the per-turn cap "
+        "goes in whole, or by rank as far as the token budget holds, whatever their relevance",
     )
     examples_top_k: int = Field(4, ge=0, le=10, description="preference examples per turn")
     cipher_top_k: int = Field(5, ge=0, le=20, description="past edit contexts retrieved (CIPHER k)")

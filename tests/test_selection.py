@@ -68,15 +68,31 @@ def test_a_profile_that_fits_goes_in_whole_in_rank_order() -> None:
     assert result.omitted == []
 
 
-def test_a_profile_over_the_cap_or_the_budget_is_ranked_not_whole() -> None:
+def test_a_profile_over_the_cap_is_ranked_with_the_floor() -> None:
     cands = [item(str(i)) for i in range(4)]
     sims = {c.row_id: Similarity(0.1 * i) for i, c in enumerate(cands)}
     over_cap = select(cands, sims, floor=0.15, cap=3, whole=True)
     assert [s.instruction for s in over_cap.selected] == [cands[3], cands[2]]
+    assert over_cap.omitted == []  # below the floor: not relevant, not reported
+
+
+def test_a_small_profile_over_the_budget_fills_it_by_rank_without_the_floor() -> None:
+    """The floor must never starve a small profile: within the cap, only the budget cuts."""
+    cands = [item(str(i)) for i in range(4)]
+    sims = {c.row_id: Similarity(0.1 * i) for i, c in enumerate(cands)}
     over_budget = select(cands, sims, floor=0.15, budget=35, whole=True)
-    # 35 tokens hold three items of 10, but not all four, so the floor applies.
-    assert [s.instruction for s in over_budget.selected] == [cands[3], cands[2]]
-    assert all(s.reason == Reason.matched_text for s in over_budget.selected)
+    # 35 tokens hold three items of 10: the three ranked highest, the third below the floor
+    assert [(s.instruction, s.reason) for s in over_budget.selected] == [
+        (cands[3], Reason.matched_text),
+        (cands[2], Reason.matched_text),
+        (cands[1], Reason.whole_profile),
+    ]
+    assert [(o.instruction, o.reason) for o in over_budget.omitted] == [
+        (cands[0], OmitReason.token_budget)
+    ]
+    # with whole_profile off (an app's choice), the floor applies to a small profile too
+    ranked = select(cands, sims, floor=0.15, budget=35, whole=False)
+    assert [s.instruction for s in ranked.selected] == [cands[3], cands[2]]
 
 
 def test_item_cap_limits_conditional_only() -> None:
@@ -184,7 +200,7 @@ def test_selection_invariants(scores, always, costs, budget, cap, floor, whole) 
     assert result.tokens == sum(price[c.row_id] for c in chosen) <= budget
     conditional = [s for s in result.selected if s.reason != Reason.always_on]
     assert len(conditional) <= cap
-    # below the floor only when the whole profile went in
+    # below the floor only for a small profile
     assert all(s.score >= floor or s.reason == Reason.whole_profile for s in conditional)
     assert len(set(map(id, chosen))) == len(chosen)
     # conditional items come in rank order
@@ -195,6 +211,12 @@ def test_selection_invariants(scores, always, costs, budget, cap, floor, whole) 
                 o.instruction is cand and o.reason == OmitReason.token_budget
                 for o in result.omitted
             )
-    assert all(o.score >= floor or o.instruction.always_on for o in result.omitted)
+    small = whole and sum(not c.always_on for c in cands) <= cap
+    # below the floor is reported only when a small profile did not fit the budget
+    assert all(o.score >= floor or o.instruction.always_on or small for o in result.omitted)
     if any(s.reason == Reason.whole_profile for s in conditional):
-        assert {c.row_id for c in cands if not c.always_on} <= {c.row_id for c in chosen}
+        # only a small profile goes in past the floor, and only the budget leaves any out
+        assert small
+        left = {c.row_id for c in cands if not c.always_on} - {c.row_id for c in chosen}
+        omitted = {o.instruction.row_id: o.reason for o in result.omitted}
+        assert all(omitted.get(row) == OmitReason.token_budget for row in left)
