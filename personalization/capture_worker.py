@@ -26,6 +26,7 @@ from personalization.statement_detector import DetectedStatement, detect_stateme
 from personalization.statement_guard import is_user_preference
 from personalization.suggestions import CaptureService
 from store.captures import Acceptance, CaptureRepository, NewSuggestion, new_suggestions, scope_of
+from store.db import failure_text
 from store.errors import TailorError
 from store.instructions import InstructionRepository
 from store.models import CaptureJob, Suggestion, SuggestionAction, SuggestionStatus
@@ -138,7 +139,7 @@ class CaptureWorker(LeasedWorker[CaptureJob]):
                 message = "the database was busy (another transaction held the lock)"
             else:
                 log.exception("unexpected failure capturing %s", job.id)
-                message = f"unexpected {type(exc).__name__}: {exc}"
+                message = failure_text(exc)
             self._failed(job, message)
 
     def _auto_accepted(self, scope: UserScope, rows: Sequence[Suggestion]) -> list[Acceptance]:

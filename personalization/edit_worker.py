@@ -13,6 +13,7 @@ import logging
 from personalization.backends import ModelBackend
 from personalization.cipher import INFER_SETTINGS, clean_phrase, infer_messages
 from personalization.job_worker import JobTerms, LeasedWorker
+from store.db import failure_text
 from store.edits import COLLECTION, EditRepository
 from store.errors import TailorError
 from store.index_manager import IndexManager
@@ -52,7 +53,7 @@ class EditWorker(LeasedWorker[Edit]):
                 message = getattr(exc, "message", str(exc))
             else:
                 log.exception("unexpected failure inferring edit %s", edit.id)
-                message = f"unexpected {type(exc).__name__}: {exc}"
+                message = failure_text(exc)
             self._failed(edit, message)
             return
         with self._index.write_lock:

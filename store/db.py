@@ -49,6 +49,17 @@ def lock_contention(exc: BaseException) -> str | None:
     return None
 
 
+def failure_text(exc: BaseException) -> str:
+    """What a job may keep of an unexpected failure (its `last_error`, which the
+    tenant's key can read): a database error without the statement and its parameters
+    (profile text, for instance), which SQLAlchemy's message quotes; the driver's own
+    first line is kept, as it names the cause ("database is locked", a constraint)."""
+    if isinstance(exc, sa.exc.StatementError) and exc.orig is not None:
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        return f"unexpected {type(exc.orig).__name__}: {first}"[:500]
+    return f"unexpected {type(exc).__name__}: {exc}"[:500]
+
+
 def create_db_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]

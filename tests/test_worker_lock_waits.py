@@ -241,3 +241,22 @@ def test_a_lock_wait_inside_a_job_is_a_warning_and_a_plain_retry(
     [record] = [r for r in caplog.records if r.name == "tailor.captures"]
     assert (record.levelno, record.exc_info) == (logging.WARNING, None)
     assert "55P03" in record.getMessage() and worker.lock_waits == 1
+
+
+def test_a_failed_jobs_error_keeps_no_statement_or_parameters(tmp_path: Path) -> None:
+    """A job's `last_error` is readable by the tenant's key: a database error's text
+    quotes the statement and its parameters (profile text), so only the driver's cause
+    is kept."""
+    from store.db import failure_text
+
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'f.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (x TEXT UNIQUE)"))
+        conn.execute(sa.text("INSERT INTO t VALUES (:x)"), {"x": "I am allergic to peanuts"})
+    with pytest.raises(sa.exc.IntegrityError) as raised, engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO t VALUES (:x)"), {"x": "I am allergic to peanuts"})
+    assert "peanuts" in str(raised.value)  # what SQLAlchemy's own message would leak
+    text = failure_text(raised.value)
+    assert text == "unexpected IntegrityError: UNIQUE constraint failed: t.x"
+    assert "peanuts" not in text and "INSERT" not in text
+    assert failure_text(ValueError("bad reply")) == "unexpected ValueError: bad reply"
