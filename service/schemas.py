@@ -3,9 +3,10 @@ counts, ranges) is declared here so it also appears in the OpenAPI document."""
 
 from __future__ import annotations
 
+import typing
 import uuid
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -91,8 +92,33 @@ class _RejectsNul(BaseModel):
         return data
 
 
+@cache
+def _integer_fields(model: type[BaseModel]) -> frozenset[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        kinds = typing.get_args(field.annotation) or (field.annotation,)
+        if int in kinds:
+            names |= {name, field.alias or name}
+    return frozenset(names)
+
+
 class Request(_RejectsNul):
-    model_config = ConfigDict(extra="forbid")
+    # Strict, like the chat request: a JSON body's types are the schema's. `"top_k": "5"`
+    # or `"cipher_k": false` is a mistake to name (422), not to coerce (the schema fuzz
+    # test sends exactly these). JSON Schema's "integer" includes 50.0, so such a number
+    # is taken as the integer it is; 50.5 is not.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        integers = _integer_fields(cls)
+        return {
+            k: int(v) if k in integers and type(v) is float and v.is_integer() else v
+            for k, v in data.items()
+        }
 
 
 class ErrorDetail(BaseModel):
@@ -132,7 +158,9 @@ class KeyCreate(Request):
         max_length=128,
         description="bind the key to this end user: it can then touch only that profile",
     )
-    expires_at: datetime | None = Field(None, description="aware ISO-8601 time; none = no expiry")
+    expires_at: datetime | None = Field(  # an ISO-8601 string in JSON: parsed, not strict
+        None, strict=False, description="aware ISO-8601 time; none = no expiry"
+    )
 
     @field_validator("expires_at")
     @classmethod

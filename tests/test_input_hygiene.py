@@ -192,3 +192,29 @@ def test_find_nul_names_the_place_and_survives_deep_nesting() -> None:
     for _ in range(100_000):
         deep = [deep]
     assert find_nul(deep) == "[0]" * 100_000
+
+
+def test_json_types_are_the_schemas_not_coerced(api: Api) -> None:
+    """A boolean, a string or a fraction where the schema says integer (and a number
+    where it says boolean) is a 422 naming the field, not a silent 0 or 5; 50.0 is an
+    integer to JSON Schema, so it is taken as 50."""
+    h = api.tenant()
+    assert api.client.post("/v1/users", json={"id": "alice"}, headers=h).status_code == 201
+    made = api.client.post(
+        "/v1/users/alice/instructions", json={"text": "I avoid gluten."}, headers=h
+    )
+    assert made.status_code == 201, made.text
+    turn = {"messages": [{"role": "user", "content": "what should I eat in Rome"}]}
+    url = "/v1/users/alice/context"
+    for field, value in (
+        ("cipher_k", False),
+        ("top_k", "5"),
+        ("token_budget", 100.5),
+        ("whole_profile", 1),
+        ("threshold", "0.2"),
+    ):
+        _rejected(api.client.post(url, json={**turn, field: value}, headers=h), field)
+    taken = api.client.post(url, json={**turn, "top_k": 5.0, "threshold": 0}, headers=h)
+    assert taken.status_code == 200, taken.text
+    assert [i["text"] for i in taken.json()["instructions"]] == ["I avoid gluten."]
+    _rejected(api.client.post("/v1/users", json={"id": 5}, headers=h), "id")
