@@ -115,23 +115,21 @@ class CaptureWorker(LeasedWorker[CaptureJob]):
                 again_suggestions = [r.id for r in plan.reinforcements if r.kind == "suggestion"]
             rows = new_suggestions(job, new, model=self._embedder.model_id, dim=self._embedder.dim)
             accept = self._auto_accepted(scope, rows)
-            if accept and self.service is not None:
-                self.service.finish_accepting(
-                    job,
-                    self.owner,
-                    new=rows,
-                    accept=accept,
-                    reinforce_instructions=again_instructions,
-                    reinforce_suggestions=again_suggestions,
-                )
-            else:
-                self._captures.finish(
-                    job,
-                    self.owner,
-                    new=rows,
-                    reinforce_instructions=again_instructions,
-                    reinforce_suggestions=again_suggestions,
-                )
+            # accepting writes instructions: the service's finish takes the writer lock
+            # and mirrors them into this replica's cache; without any, the plain finish
+            finish = (
+                self.service.finish_accepting
+                if accept and self.service is not None
+                else self._captures.finish
+            )
+            finish(
+                job,
+                self.owner,
+                new=rows,
+                accept=accept,
+                reinforce_instructions=again_instructions,
+                reinforce_suggestions=again_suggestions,
+            )
         except Exception as exc:  # whatever failed, it is one failed attempt
             if isinstance(exc, TailorError):
                 message = exc.message
