@@ -26,9 +26,10 @@ from store.captures import CaptureRepository
 from store.clock import utcnow
 from store.db import create_db_engine, migrate
 from store.instructions import InstructionRepository
-from store.models import AppUser, CaptureJob, Suggestion, Tenant
+from store.models import CaptureJob, Suggestion
 from store.scope import UserScope
 from tests.fakes import HashingEmbedder
+from tests.store_rows import add_tenant_user
 
 
 class Always:
@@ -40,13 +41,9 @@ def store(database_url: str | None, tmp_path: Path) -> tuple[Any, UserScope]:
     engine = create_db_engine(database_url or f"sqlite:///{tmp_path / 'c.db'}")
     migrate(engine)
     with Session(engine, expire_on_commit=False) as session:
-        tenant = Tenant(name="acme")
-        session.add(tenant)
-        session.flush()
-        user = AppUser(tenant_id=tenant.id, external_id="alice")
-        session.add(user)
+        scope = add_tenant_user(session)
         session.commit()
-    return engine, UserScope(tenant_id=tenant.id, user_id=user.id, external_id="alice")
+    return engine, scope
 
 
 def worker(engine: Any, max_attempts: int = 5, **kw: Any) -> CaptureWorker:

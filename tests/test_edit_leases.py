@@ -20,8 +20,9 @@ from personalization.messages import ChatMessage
 from store.clock import utcnow
 from store.db import create_db_engine, migrate
 from store.edits import EditRepository
-from store.models import AppUser, Edit, InferenceStatus, InferredPreference, Tenant
+from store.models import Edit, InferenceStatus, InferredPreference
 from tests.fakes import RuleBackend
+from tests.store_rows import add_tenant_user
 from tests.test_cipher import post_edit, wait_edit
 
 
@@ -107,15 +108,10 @@ def edits(database_url: str | None, tmp_path: Path) -> tuple[EditRepository, Any
     engine = create_db_engine(_shared_url(database_url, tmp_path))
     migrate(engine)
     with Session(engine, expire_on_commit=False) as session:
-        tenant = Tenant(name="acme")
-        session.add(tenant)
-        session.flush()
-        user = AppUser(tenant_id=tenant.id, external_id="alice")
-        session.add(user)
-        session.flush()
+        scope = add_tenant_user(session)
         edit = Edit(
-            tenant_id=tenant.id,
-            user_id=user.id,
+            tenant_id=scope.tenant_id,
+            user_id=scope.user_id,
             context="c",
             draft="a long draft",
             edited="short",

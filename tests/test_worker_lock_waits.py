@@ -26,10 +26,11 @@ from personalization.statement_detector import DetectedStatement
 from store.captures import CaptureRepository
 from store.db import create_db_engine, lock_contention, migrate
 from store.instructions import InstructionRepository
-from store.models import AppUser, CaptureJob, InferenceStatus, Tenant
+from store.models import CaptureJob, InferenceStatus
 from store.scope import UserScope
 from tests.conftest import Api
 from tests.fakes import HashingEmbedder
+from tests.store_rows import add_tenant_user
 
 
 class Always:
@@ -41,13 +42,9 @@ TERMS = JobTerms(poll_s=0.05, backoff_s=0.001)
 
 def make_user(engine: Engine) -> UserScope:
     with Session(engine, expire_on_commit=False) as session:
-        tenant = Tenant(name="acme")
-        session.add(tenant)
-        session.flush()
-        user = AppUser(tenant_id=tenant.id, external_id="alice")
-        session.add(user)
+        scope = add_tenant_user(session)
         session.commit()
-    return UserScope(tenant_id=tenant.id, user_id=user.id, external_id="alice")
+    return scope
 
 
 def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
