@@ -6,7 +6,7 @@ by timing. Two apps on one database (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,9 @@ from sqlmodel import Session
 
 from service.ports import Ports
 from store.changes import record_user_change
-from store.instructions import COLLECTION, first_version
+from store.instructions import COLLECTION, InstructionEmbeddings, first_version
 from store.models import InstructionSource
+from store.scope import UserScope
 from tests.conftest import Api
 
 USER = "big"
@@ -28,28 +29,41 @@ def ports_of(api: Api) -> Ports:
     return ports
 
 
-@pytest.fixture
-def pair(start_app: Callable[..., Api], database_url: str | None, tmp_path: Path) -> Any:
-    """Replicas A and B on one database; a user of ITEMS instructions, written straight
-    into SQL (as a bulk import would) and loaded by both."""
+def imported_pair(
+    start_app: Callable[..., Api],
+    database_url: str | None,
+    tmp_path: Path,
+    user: str,
+    items: Callable[[Ports], Iterable[tuple[str, InstructionEmbeddings]]],
+) -> tuple[Api, Api, dict[str, str], UserScope]:
+    """Replicas A and B on one database and a user whose instructions (text, keys) are
+    written straight into SQL, as a bulk import would, with one change naming none."""
     url = database_url or f"sqlite:///{tmp_path / 'shared.db'}"
     a = start_app(data_dir=tmp_path / "a", database_url=url, snapshot_interval_s=3600)
     b = start_app(data_dir=tmp_path / "b", database_url=url, snapshot_interval_s=3600)
     headers = a.tenant()
-    a.user(headers, USER)
+    a.user(headers, user)
     ports = ports_of(a)
     key = headers["Authorization"].removeprefix("Bearer ")
-    scope = ports.users.resolve(ports.keys.authenticate(key), USER)
-    keys = ports.writer.instruction_keys("I like short answers", "when I ask about code")
+    scope = ports.users.resolve(ports.keys.authenticate(key), user)
     with Session(ports.engine) as session:
-        for i in range(ITEMS):
-            session.add(
-                first_version(
-                    scope, f"Rule {i}: keep it short", None, False, InstructionSource.user, keys
-                )
-            )
+        for text, keys in items(ports):
+            session.add(first_version(scope, text, None, False, InstructionSource.user, keys))
         record_user_change(session, scope, "profile", uuid.uuid4(), "imported")
         session.commit()
+    return a, b, headers, scope
+
+
+@pytest.fixture
+def pair(start_app: Callable[..., Api], database_url: str | None, tmp_path: Path) -> Any:
+    """Replicas A and B on one database; a user of ITEMS instructions, written straight
+    into SQL (as a bulk import would) and loaded by both."""
+
+    def items(ports: Ports) -> Iterable[tuple[str, InstructionEmbeddings]]:
+        keys = ports.writer.instruction_keys("I like short answers", "when I ask about code")
+        return ((f"Rule {i}: keep it short", keys) for i in range(ITEMS))
+
+    a, b, headers, scope = imported_pair(start_app, database_url, tmp_path, USER, items)
     for api in (a, b):  # both replicas load the user whole, once
         api.context(headers, USER, "warm up")
         ports_of(api).index.follow()

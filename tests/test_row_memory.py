@@ -8,22 +8,25 @@ two apps on one database (SQLite and PostgreSQL) for the real paths."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pytest
-from sqlmodel import Session
 
 from personalization.candidates import InstructionCandidates
 from personalization.selection import SelectionPolicy
 from service.ports import Ports
-from store.changes import record_user_change
 from store.derivation import Rederived, rederive
-from store.instructions import COLLECTION, ROLE_TEXT, ActiveInstruction, first_version
-from store.models import InstructionKind, InstructionSource
+from store.instructions import (
+    COLLECTION,
+    ROLE_TEXT,
+    ActiveInstruction,
+    InstructionEmbeddings,
+)
+from store.models import InstructionKind
 from store.scope import UserScope
 from store.vector_index import (
     MAX_HELD_FIELDS,
@@ -33,6 +36,7 @@ from store.vector_index import (
     pack_meta,
 )
 from tests.conftest import Api
+from tests.test_item_refresh import imported_pair, ports_of
 from tests.test_topk_exact import (
     DIM,
     DOMAINS,
@@ -228,11 +232,6 @@ USER = "big"
 ITEMS = 60
 
 
-def ports_of(api: Api) -> Ports:
-    ports: Ports = api.client.app.state.ports  # type: ignore[attr-defined]
-    return ports
-
-
 class SqlReads:
     """Counts a replica's reads of instruction rows by id (the per-turn fetch)."""
 
@@ -250,22 +249,12 @@ class SqlReads:
 
 @pytest.fixture
 def replicas(start_app: Callable[..., Api], database_url: str | None, tmp_path: Path) -> Any:
-    url = database_url or f"sqlite:///{tmp_path / 'shared.db'}"
-    a = start_app(data_dir=tmp_path / "a", database_url=url, snapshot_interval_s=3600)
-    b = start_app(data_dir=tmp_path / "b", database_url=url, snapshot_interval_s=3600)
-    headers = a.tenant()
-    a.user(headers, USER)
-    ports = ports_of(a)
-    key = headers["Authorization"].removeprefix("Bearer ")
-    scope = ports.users.resolve(ports.keys.authenticate(key), USER)
-    with Session(ports.engine) as session:
+    def items(ports: Ports) -> Iterable[tuple[str, InstructionEmbeddings]]:
         for i in range(ITEMS):
             text = f"Rule {i}: answer about topic {i} briefly"
-            keys = ports.writer.instruction_keys(text, None)
-            session.add(first_version(scope, text, None, False, InstructionSource.user, keys))
-        record_user_change(session, scope, "profile", uuid.uuid4(), "imported")
-        session.commit()
-    return a, b, headers, scope
+            yield text, ports.writer.instruction_keys(text, None)
+
+    return imported_pair(start_app, database_url, tmp_path, USER, items)
 
 
 def found(body: Any, item_id: str) -> list[dict[str, Any]]:
